@@ -1,0 +1,5 @@
+//! Device drivers. Each takes the addresses the devicetree reports; none hard-codes a board.
+
+pub mod gic;
+pub mod mmio;
+pub mod pl011;

@@ -1,0 +1,188 @@
+//! Boot sequence of the kernel proper: from `kernel_entry` (called by the boot code at EL1 with
+//! the MMU on) to the image's main function. Each step logs what it found.
+
+use crate::arch::{cpu, exception, psci, recover};
+use crate::drivers::gic::{self, InterruptController, IrqId, Trigger};
+use crate::{console, irq, mm, time};
+use devicetree::{Fdt, GicKind, MachineInfo, PsciMethod};
+use spin::Once;
+
+static MACHINE: Once<MachineInfo<'static>> = Once::new();
+static DTB: Once<Fdt<'static>> = Once::new();
+
+/// The machine description read from the devicetree at boot.
+pub fn machine() -> &'static MachineInfo<'static> {
+    MACHINE.get().expect("the devicetree is parsed before anything asks for it")
+}
+
+/// The devicetree QEMU passed (for the `dtb` command).
+pub fn dtb() -> &'static Fdt<'static> {
+    DTB.get().expect("the devicetree is parsed before anything asks for it")
+}
+
+unsafe extern "Rust" {
+    /// The image's main function, defined with [`entry_point!`](crate::entry_point).
+    fn kernel_main() -> !;
+}
+
+/// Defines the main function of a kernel image (the kernel binary, a test image):
+/// `kernel::entry_point!(path::to::main)` where `main: fn() -> !`.
+#[macro_export]
+macro_rules! entry_point {
+    ($main:path) => {
+        #[unsafe(export_name = "kernel_main")]
+        fn __kernel_main() -> ! {
+            let main: fn() -> ! = $main;
+            main()
+        }
+    };
+}
+
+/// Stops the boot with a clear message (used for problems the kernel cannot work around, such
+/// as a missing or malformed devicetree).
+fn boot_failure(args: core::fmt::Arguments<'_>) -> ! {
+    crate::println!("\n*** boot failed: {args}");
+    crate::power::exit(1)
+}
+
+/// Called by the boot code (boot/src/entry.s) on the boot CPU.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
+    cpu::set_cpu_index(0);
+    exception::init();
+    time::init_clock();
+    // SAFETY: the boot page tables map GiB 0, where the early UART lives, as device memory.
+    unsafe { console::init_early() };
+    console::init_logger(log::LevelFilter::Info);
+    crate::println!("\n{} {} booting", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    log::info!(
+        target: "cpu",
+        "{} (midr={:#x}), entered at EL{entry_el}, running at EL{}",
+        cpu::model_name(),
+        cpu::midr(),
+        cpu::current_el()
+    );
+
+    let fdt = read_devicetree(dtb_pa);
+    let dtb_pa = mm::virt_to_phys(fdt.as_bytes().as_ptr() as usize).as_u64();
+    let machine = match MachineInfo::from_fdt(&fdt) {
+        Ok(machine) => MACHINE.call_once(|| machine),
+        Err(err) => boot_failure(format_args!("devicetree at {dtb_pa:#x}: {err}")),
+    };
+    crate::cmdline::init(machine.bootargs.unwrap_or(""));
+    if let Some(level) = crate::cmdline::param("loglevel") {
+        match console::parse_level(level) {
+            Some(filter) => log::set_max_level(filter),
+            None => log::warn!("loglevel={level} is not one of off|error|warn|info|debug|trace"),
+        }
+    }
+    log::info!(
+        target: "dtb",
+        "{dtb_pa:#x} ({} bytes), {} CPUs, {} virtio-mmio slots, bootargs {:?}",
+        fdt.total_size(),
+        machine.cpus.len(),
+        machine.virtio_mmio.len(),
+        crate::cmdline::raw()
+    );
+
+    if let Some(uart) = machine.uart {
+        // SAFETY: GiB 0 (all of QEMU virt's MMIO) is mapped as device memory by the boot tables,
+        // and by the kernel's tables from `mm::init` on.
+        unsafe { console::init(mm::phys_to_virt(crate::mm::PhysAddr::new(uart.base)), uart.clock_hz.map_or(crate::drivers::pl011::DEFAULT_CLOCK_HZ, |hz| hz as u32)) };
+    }
+    if let Some(psci) = machine.psci {
+        psci::set_conduit_smc(psci.method == PsciMethod::Smc);
+    }
+
+    mm::init(machine, dtb_pa, fdt.total_size() as u64);
+    init_interrupts(machine);
+
+    // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
+    unsafe { kernel_main() }
+}
+
+/// Finds, validates and parses the DTB, or stops with a clear message.
+///
+/// A Linux-style boot passes its address in x0. Firmware-style boots (QEMU with no `-kernel`,
+/// entering at the highest exception level) pass nothing but leave the DTB at the start of RAM,
+/// which on QEMU virt is the start of the GiB holding the kernel image: look there when x0 is 0.
+fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
+    let dtb_pa = if dtb_pa != 0 {
+        dtb_pa
+    } else {
+        let ram_start = mm::kernel_image().start & !((1 << 30) - 1);
+        // SAFETY: the boot tables map the GiB holding the image; reading its first word is harmless.
+        let magic = unsafe { core::ptr::read_volatile(mm::phys_to_virt(mm::PhysAddr::new(ram_start)) as *const u32) };
+        if u32::from_be(magic) != devicetree::FDT_MAGIC {
+            boot_failure(format_args!(
+                "no devicetree: x0 = 0 and none at the start of RAM ({ram_start:#x}). QEMU passes one to a raw Image with the arm64 header; boot the Image, not the ELF"
+            ));
+        }
+        log::info!(target: "dtb", "x0 = 0; using the devicetree at the start of RAM ({ram_start:#x})");
+        ram_start
+    };
+    let gib = dtb_pa >> 30;
+    if gib == 0 || gib >= 512 {
+        boot_failure(format_args!("the devicetree at {dtb_pa:#x} is outside RAM the boot code maps"));
+    }
+    let va = mm::phys_to_virt(mm::PhysAddr::new(dtb_pa));
+    // A DTB pointer into a hole of the physical address space faults on the first read: report
+    // that instead of taking the fault.
+    // SAFETY: the boot tables map the DTB's GiB; `from_ptr` reads the header before anything else
+    // and checks every offset against the size the header gives.
+    match recover::catch(|| unsafe { Fdt::from_ptr(va as *const u8) }) {
+        Ok(Ok(fdt)) => *DTB.call_once(|| fdt),
+        Ok(Err(err)) => boot_failure(format_args!("malformed devicetree at {dtb_pa:#x}: {err}")),
+        Err(fault) => boot_failure(format_args!("cannot read the devicetree at {dtb_pa:#x}: {fault:?}")),
+    }
+}
+
+static GICV2: Once<gic::v2::GicV2> = Once::new();
+static GICV3: Once<gic::v3::GicV3> = Once::new();
+
+/// Interrupt controller, timer tick and console input interrupt.
+fn init_interrupts(machine: &MachineInfo<'static>) {
+    let distributor = mm::phys_to_virt(crate::mm::PhysAddr::new(machine.gic.distributor.base));
+    let controller: &'static dyn InterruptController = match &machine.gic.kind {
+        GicKind::V2 { cpu_interface } => {
+            // SAFETY: the GIC's registers lie in the device region mapped at its linear address.
+            let gic = GICV2.call_once(|| unsafe {
+                gic::v2::GicV2::new(distributor, mm::phys_to_virt(crate::mm::PhysAddr::new(cpu_interface.base)))
+            });
+            gic.init_distributor();
+            gic
+        }
+        GicKind::V3 { redistributors } => {
+            let Some(region) = redistributors.first() else {
+                boot_failure(format_args!("GICv3 without a redistributor region"));
+            };
+            // SAFETY: as above.
+            let gic = GICV3.call_once(|| unsafe {
+                gic::v3::GicV3::new(distributor, mm::phys_to_virt(crate::mm::PhysAddr::new(region.base)), region.size as usize)
+            });
+            gic.init_distributor();
+            gic
+        }
+    };
+    controller.init_cpu();
+    irq::set_controller(controller);
+    log::info!(target: "irq", "GICv{} at {:#x}, {} interrupt IDs", controller.version(), machine.gic.distributor.base, controller.num_irqs());
+
+    let Some(timer) = machine.timer else {
+        boot_failure(format_args!("the devicetree has no arm,armv8-timer node"));
+    };
+    if let Err(err) = irq::register(IrqId(timer.virt), Trigger::Level, "timer", |_| time::handle_irq()) {
+        boot_failure(format_args!("timer interrupt: {err}"));
+    }
+    time::start_tick();
+    log::info!(target: "time", "virtual timer on INTID {}, {} Hz counter, {} Hz tick", timer.virt, time::frequency(), time::TICK_HZ);
+
+    if let Some(uart_irq) = machine.uart.and_then(|uart| uart.irq) {
+        let trigger = if uart_irq.trigger == devicetree::Trigger::Edge { Trigger::Edge } else { Trigger::Level };
+        match irq::register(IrqId(uart_irq.intid()), trigger, "uart", |_| console::handle_irq()) {
+            Ok(()) => console::enable_rx_interrupt(),
+            Err(err) => log::warn!("console input stays polled: {err}"),
+        }
+    }
+    cpu::enable_interrupts();
+}

@@ -1,0 +1,124 @@
+//! Interrupt dispatch: one handler per interrupt ID, called with the interrupt acknowledged and
+//! ended around it. Counts every interrupt for the `irq` shell command.
+
+use crate::drivers::gic::{DEFAULT_PRIORITY, InterruptController, IrqId, Trigger};
+use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use spin::Once;
+
+/// An interrupt handler (runs with interrupts masked).
+pub type Handler = fn(IrqId);
+
+static CONTROLLER: Once<&'static dyn InterruptController> = Once::new();
+/// Handler of each interrupt ID as a `fn` address (0 = none).
+static HANDLERS: [AtomicUsize; IrqId::LIMIT as usize] = [const { AtomicUsize::new(0) }; IrqId::LIMIT as usize];
+/// Names for the `irq` listing.
+static NAMES: crate::sync::IrqSpinLock<[Option<&'static str>; IrqId::LIMIT as usize]> =
+    crate::sync::IrqSpinLock::new([None; IrqId::LIMIT as usize]);
+static COUNTS: [AtomicU64; IrqId::LIMIT as usize] = [const { AtomicU64::new(0) }; IrqId::LIMIT as usize];
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+static UNHANDLED: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqError {
+    NoController,
+    OutOfRange(IrqId),
+    AlreadyRegistered(IrqId),
+}
+
+impl fmt::Display for IrqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoController => f.write_str("no interrupt controller"),
+            Self::OutOfRange(irq) => write!(f, "interrupt {} is beyond what the controller implements", irq.0),
+            Self::AlreadyRegistered(irq) => write!(f, "interrupt {} already has a handler", irq.0),
+        }
+    }
+}
+
+/// Installs the interrupt controller (once, at boot).
+pub fn set_controller(controller: &'static dyn InterruptController) {
+    CONTROLLER.call_once(|| controller);
+}
+
+pub fn controller() -> Option<&'static dyn InterruptController> {
+    CONTROLLER.get().copied()
+}
+
+/// Routes `irq` to `handler` and enables it at the controller (for the calling CPU).
+pub fn register(irq: IrqId, trigger: Trigger, name: &'static str, handler: Handler) -> Result<(), IrqError> {
+    let gic = controller().ok_or(IrqError::NoController)?;
+    if irq.0 >= gic.num_irqs() {
+        return Err(IrqError::OutOfRange(irq));
+    }
+    HANDLERS[irq.0 as usize]
+        .compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| IrqError::AlreadyRegistered(irq))?;
+    NAMES.lock()[irq.0 as usize] = Some(name);
+    gic.enable(irq, trigger, DEFAULT_PRIORITY);
+    Ok(())
+}
+
+/// Disables `irq` and removes its handler.
+pub fn unregister(irq: IrqId) {
+    if let Some(gic) = controller() {
+        gic.disable(irq);
+    }
+    if let Some(slot) = HANDLERS.get(irq.0 as usize) {
+        slot.store(0, Ordering::Release);
+        NAMES.lock()[irq.0 as usize] = None;
+    }
+}
+
+/// Enables a banked (per-CPU) interrupt that already has a handler on the calling CPU.
+pub fn enable_on_this_cpu(irq: IrqId, trigger: Trigger) {
+    if let Some(gic) = controller() {
+        gic.enable(irq, trigger, DEFAULT_PRIORITY);
+    }
+}
+
+/// Called from the exception vector for IRQs: handles everything pending.
+pub fn handle_irq() {
+    let Some(gic) = controller() else { return };
+    let mut handled = false;
+    while let Some(ack) = gic.acknowledge() {
+        handled = true;
+        let id = ack.irq.0 as usize;
+        COUNTS[id].fetch_add(1, Ordering::Relaxed);
+        let handler = HANDLERS[id].load(Ordering::Acquire);
+        if handler == 0 {
+            UNHANDLED.fetch_add(1, Ordering::Relaxed);
+            gic.disable(ack.irq);
+        } else {
+            // SAFETY: HANDLERS only ever holds addresses of `Handler` functions (see `register`).
+            let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(handler) };
+            handler(ack.irq);
+        }
+        gic.end_of_interrupt(ack);
+    }
+    if !handled {
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Times interrupt `irq` has been taken.
+pub fn count(irq: IrqId) -> u64 {
+    COUNTS.get(irq.0 as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// Writes `key=value` statistics and one line per interrupt that has a handler or was taken.
+pub fn write_stats(out: &mut dyn fmt::Write) -> fmt::Result {
+    match controller() {
+        Some(gic) => writeln!(out, "gic_version={}\nnum_irqs={}", gic.version(), gic.num_irqs())?,
+        None => writeln!(out, "gic_version=none")?,
+    }
+    writeln!(out, "spurious={}\nunhandled={}", SPURIOUS.load(Ordering::Relaxed), UNHANDLED.load(Ordering::Relaxed))?;
+    let names = NAMES.lock();
+    for (id, name) in names.iter().enumerate() {
+        let count = COUNTS[id].load(Ordering::Relaxed);
+        if name.is_some() || count > 0 {
+            writeln!(out, "irq{id}={count} {}", name.unwrap_or("(no handler)"))?;
+        }
+    }
+    Ok(())
+}
