@@ -116,6 +116,16 @@ impl Write for UartWriter {
     }
 }
 
+/// The console as a `fmt::Write` (for code that writes reports into any writer).
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        _print(format_args!("{s}"));
+        Ok(())
+    }
+}
+
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
     let Some(uart) = uart() else { return };

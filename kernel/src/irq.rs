@@ -122,3 +122,66 @@ pub fn write_stats(out: &mut dyn fmt::Write) -> fmt::Result {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::cpu;
+    use crate::ktest::prelude::*;
+
+    /// Waits (interrupts on) until `done` holds, for at most 100 ms of guest time.
+    fn wait_until(done: impl Fn() -> bool) -> bool {
+        let end = cpu::counter() + crate::time::us_to_ticks(100_000);
+        while !done() && cpu::counter() < end {
+            core::hint::spin_loop();
+        }
+        done()
+    }
+
+    ktest! {
+        fn software_pended_spi_reaches_its_handler() -> TestResult {
+            static SEEN: AtomicU64 = AtomicU64::new(0);
+            let irq = IrqId(64);
+            check_ok!(register(irq, Trigger::Edge, "test-spi", |irq| { SEEN.store(u64::from(irq.0), Ordering::SeqCst); }));
+            let before = count(irq);
+            check_ok!(controller().ok_or("no controller")).set_pending(irq);
+            let delivered = wait_until(|| SEEN.load(Ordering::SeqCst) == 64);
+            unregister(irq);
+            check!(delivered, "the handler did not run");
+            check_eq!(count(irq), before + 1);
+            Ok(())
+        }
+
+        fn sgi_to_this_cpu_is_delivered() -> TestResult {
+            static SEEN: AtomicU64 = AtomicU64::new(0);
+            let sgi = IrqId(3);
+            check_ok!(register(sgi, Trigger::Edge, "test-sgi", |_| { SEEN.fetch_add(1, Ordering::SeqCst); }));
+            let gic = check_ok!(controller().ok_or("no controller"));
+            gic.send_sgi(3, 1 << cpu::cpu_index());
+            let delivered = wait_until(|| SEEN.load(Ordering::SeqCst) == 1);
+            unregister(sgi);
+            check!(delivered, "SGI 3 was not delivered");
+            Ok(())
+        }
+
+        fn registration_errors_are_reported() -> TestResult {
+            let gic = check_ok!(controller().ok_or("no controller"));
+            let beyond = IrqId(gic.num_irqs());
+            check_eq!(register(beyond, Trigger::Level, "x", |_| {}), Err(IrqError::OutOfRange(beyond)));
+            check_ok!(register(IrqId(70), Trigger::Level, "first", |_| {}));
+            let again = register(IrqId(70), Trigger::Level, "second", |_| {});
+            unregister(IrqId(70));
+            check_eq!(again, Err(IrqError::AlreadyRegistered(IrqId(70))));
+            check!(alloc::format!("{}", IrqError::OutOfRange(beyond)).contains("beyond"));
+            Ok(())
+        }
+
+        fn stats_list_registered_interrupts() -> TestResult {
+            let mut text = alloc::string::String::new();
+            check_ok!(write_stats(&mut text));
+            check!(text.contains("gic_version="), "{text}");
+            check!(text.contains(" timer"), "the timer interrupt is listed: {text}");
+            Ok(())
+        }
+    }
+}

@@ -19,6 +19,7 @@ pub mod ktest;
 pub mod mm;
 pub mod panic;
 pub mod power;
+pub mod shell;
 pub mod sync;
 pub mod time;
 

@@ -2,4 +2,4 @@
 #![no_std]
 #![no_main]
 
-kernel::entry_point!(kernel::ktest::main);
+kernel::entry_point!(kernel::shell::run);
