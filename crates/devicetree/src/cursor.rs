@@ -1,5 +1,7 @@
 //! The structure block token reader: every read is bounds-checked, every step advances.
 
+use core::fmt;
+
 use crate::error::Error;
 use crate::header::{BlockRange, be_u32};
 
@@ -19,9 +21,11 @@ pub(crate) enum Token<'a> {
     EndNode {
         offset: usize,
     },
+    /// The name stays an offset into the strings block until asked for: most walks only
+    /// compare it, and resolving it costs a NUL search and a UTF-8 check.
     Prop {
         offset: usize,
-        name: &'a str,
+        name_offset: u32,
         value: &'a [u8],
     },
     End {
@@ -33,7 +37,7 @@ pub(crate) enum Token<'a> {
 ///
 /// Each call to [`Cursor::next_token`] moves forward by at least one 4-byte word or fails, so
 /// any loop over tokens ends within `size_dt_struct / 4` steps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(crate) struct Cursor<'a> {
     blob: &'a [u8],
     structure_end: usize,
@@ -124,17 +128,25 @@ impl<'a> Cursor<'a> {
             return Err(past_block);
         }
         let value = self.blob.get(start..end).ok_or(past_block)?;
-        let name = self.string(token, name_offset)?;
         self.pos = align4(end);
         Ok(Token::Prop {
             offset: token,
-            name,
+            name_offset,
             value,
         })
     }
 
-    /// The property name at `string_offset` in the strings block.
-    fn string(&self, token: usize, string_offset: u32) -> Result<&'a str, Error> {
+    /// Whether the property name at `string_offset` is `name`.
+    pub fn string_is(&self, string_offset: u32, name: &str) -> bool {
+        let start = string_offset as usize;
+        let Some(end) = start.checked_add(name.len()) else {
+            return false;
+        };
+        self.strings.get(start..end) == Some(name.as_bytes()) && self.strings.get(end) == Some(&0)
+    }
+
+    /// The property name at `string_offset` in the strings block, for the PROP at `token`.
+    pub fn string(&self, token: usize, string_offset: u32) -> Result<&'a str, Error> {
         let strings_size = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
         let rest =
             self.strings
@@ -160,6 +172,15 @@ impl<'a> Cursor<'a> {
             })?;
         let name = rest.get(..len).unwrap_or_default();
         core::str::from_utf8(name).map_err(|_| Error::InvalidName { offset: token })
+    }
+}
+
+impl fmt::Debug for Cursor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cursor")
+            .field("pos", &self.pos)
+            .field("structure_end", &self.structure_end)
+            .finish_non_exhaustive()
     }
 }
 

@@ -110,7 +110,8 @@ pub enum Error {
     },
     /// Two blocks share bytes.
     BlocksOverlap { first: Block, second: Block },
-    /// The memory reservation list runs to the end of the DTB without its (0, 0) terminator.
+    /// The memory reservation list runs to the end of the DTB without its (0, 0) terminator;
+    /// `offset` is the entry that does not fit.
     UnterminatedReservations { offset: usize },
     /// A memory reservation wraps around the 64-bit address space.
     ReservationOverflow {
@@ -269,7 +270,7 @@ impl fmt::Display for Error {
             BlocksOverlap { first, second } => write!(f, "{first} overlaps {second}"),
             UnterminatedReservations { offset } => write!(
                 f,
-                "memory reservation list starting at {offset:#x} has no (0, 0) terminator"
+                "memory reservation entry at {offset:#x} runs past the end of the DTB (no terminator)"
             ),
             ReservationOverflow {
                 offset,

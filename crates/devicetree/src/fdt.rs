@@ -1,10 +1,13 @@
 //! A validated DTB and the tree-wide queries on it.
 
+use core::fmt;
+
 use crate::MAX_DEPTH;
 use crate::cursor::{Cursor, Token};
 use crate::error::{Block, Error};
 use crate::header::{BlockRange, HEADER_SIZE, Header, be_u64};
 use crate::node::Node;
+use crate::property::str_list_contains;
 
 /// The largest `totalsize` [`Fdt::from_ptr`] believes: QEMU's DTBs are 1 MiB, real boards'
 /// far smaller; anything bigger is more likely garbage than a device tree.
@@ -27,8 +30,8 @@ impl MemRegion {
 /// A flattened devicetree whose header, memory reservation block and structure block have
 /// all been checked, so that walking it can meet no malformed token.
 ///
-/// Cheap to copy: it is a slice and the decoded header.
-#[derive(Clone, Copy, Debug)]
+/// Cheap to copy: it is a slice, the decoded header and a few offsets.
+#[derive(Clone, Copy)]
 pub struct Fdt<'a> {
     blob: &'a [u8],
     header: Header,
@@ -169,8 +172,12 @@ impl<'a> Fdt<'a> {
         &self,
         compatible: &'c str,
     ) -> impl Iterator<Item = Node<'a>> + use<'a, 'c> {
-        self.nodes()
-            .filter(move |node| node.is_compatible(compatible))
+        let mut nodes = self.nodes();
+        core::iter::from_fn(move || {
+            nodes.find_by_property(|cursor, name_offset, value| {
+                cursor.string_is(name_offset, "compatible") && str_list_contains(value, compatible)
+            })
+        })
     }
 
     /// The first node whose `compatible` list contains `compatible`.
@@ -183,7 +190,12 @@ impl<'a> Fdt<'a> {
         if phandle == 0 || phandle == u32::MAX {
             return None; // reserved values that no node may carry
         }
-        self.nodes().find(|node| node.phandle() == Some(phandle))
+        let wanted = phandle.to_be_bytes();
+        self.nodes().find_by_property(|cursor, name_offset, value| {
+            value == wanted
+                && (cursor.string_is(name_offset, "phandle")
+                    || cursor.string_is(name_offset, "linux,phandle"))
+        })
     }
 
     /// A token cursor at `pos` in the structure block.
@@ -258,7 +270,12 @@ impl<'a> Fdt<'a> {
                     }
                     open += 1;
                 }
-                Token::Prop { offset, .. } => {
+                Token::Prop {
+                    offset,
+                    name_offset,
+                    ..
+                } => {
+                    cursor.string(offset, name_offset)?;
                     if open == 0 {
                         return Err(Error::TokenAfterRoot { offset });
                     }
@@ -280,6 +297,16 @@ impl<'a> Fdt<'a> {
                 }
             }
         }
+    }
+}
+
+impl fmt::Debug for Fdt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the blob itself: thousands of bytes would drown whatever is being debugged.
+        f.debug_struct("Fdt")
+            .field("address", &self.blob.as_ptr())
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -321,34 +348,66 @@ pub struct Nodes<'a> {
     open: usize,
 }
 
+impl<'a> Nodes<'a> {
+    /// Records the node whose BEGIN_NODE was just read as open, and returns it.
+    fn enter(&mut self, offset: usize, name: &'a str) -> Node<'a> {
+        let node = Node::new(
+            self.fdt,
+            offset,
+            self.cursor.position(),
+            name,
+            self.open,
+            self.ancestors,
+        );
+        if let Some(slot) = self.ancestors.get_mut(self.open) {
+            *slot = offset as u32;
+            self.open += 1;
+        }
+        node
+    }
+
+    /// Walks on to the next property that `matches` (given its name offset and value) and
+    /// returns the node holding it. Faster than testing each node: names are only compared.
+    fn find_by_property(
+        &mut self,
+        mut matches: impl FnMut(&Cursor<'a>, u32, &'a [u8]) -> bool,
+    ) -> Option<Node<'a>> {
+        loop {
+            match self.cursor.next_token().ok()? {
+                Token::BeginNode { offset, name } => {
+                    self.enter(offset, name);
+                }
+                Token::Prop {
+                    name_offset, value, ..
+                } => {
+                    if matches(&self.cursor, name_offset, value) {
+                        let depth = self.open.checked_sub(1)?;
+                        let offset = *self.ancestors.get(depth)? as usize;
+                        return Node::at(self.fdt, offset, depth, self.ancestors);
+                    }
+                }
+                Token::EndNode { .. } => self.leave()?,
+                Token::End { .. } => return None,
+            }
+        }
+    }
+
+    /// Records that the innermost open node closed; `None` once the root has.
+    fn leave(&mut self) -> Option<()> {
+        self.open = self.open.checked_sub(1)?;
+        (self.open > 0).then_some(())
+    }
+}
+
 impl<'a> Iterator for Nodes<'a> {
     type Item = Node<'a>;
 
     fn next(&mut self) -> Option<Node<'a>> {
         loop {
             match self.cursor.next_token().ok()? {
-                Token::BeginNode { offset, name } => {
-                    let node = Node::new(
-                        self.fdt,
-                        offset,
-                        self.cursor.position(),
-                        name,
-                        self.open,
-                        self.ancestors,
-                    );
-                    if let Some(slot) = self.ancestors.get_mut(self.open) {
-                        *slot = offset as u32;
-                        self.open += 1;
-                    }
-                    return Some(node);
-                }
+                Token::BeginNode { offset, name } => return Some(self.enter(offset, name)),
                 Token::Prop { .. } => {}
-                Token::EndNode { .. } => {
-                    self.open = self.open.checked_sub(1)?;
-                    if self.open == 0 {
-                        return None; // the root closed
-                    }
-                }
+                Token::EndNode { .. } => self.leave()?,
                 Token::End { .. } => return None,
             }
         }

@@ -14,6 +14,20 @@
 //!   timer, virtio-mmio slots, PSCI, CPUs).
 //! - Output for the shell: [`write_tree`] (a dtc-like dump) and [`write_summary`]
 //!   (`key=value` lines).
+//!
+//! At boot, with the DTB address the boot loader left in `x0`:
+//!
+//! ```no_run
+//! use devicetree::{Fdt, MachineInfo};
+//!
+//! fn describe_machine(dtb_address: usize) -> Result<MachineInfo<'static>, devicetree::Error> {
+//!     // SAFETY: the boot loader put a DTB there, and the kernel keeps its pages reserved and
+//!     // unwritten for good.
+//!     let fdt = unsafe { Fdt::from_ptr(dtb_address as *const u8) }?;
+//!     // The frame allocator must keep dtb_address .. dtb_address + fdt.total_size().
+//!     MachineInfo::from_fdt(&fdt)
+//! }
+//! ```
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(
     not(test),

@@ -15,7 +15,7 @@ pub const MAX_RESERVED_REGIONS: usize = 16;
 pub const MAX_VIRTIO_MMIO: usize = 64;
 /// Capacity of [`MachineInfo::cpus`].
 pub const MAX_CPUS: usize = 64;
-/// Capacity of [`GicKind::V3::redistributors`].
+/// Capacity of the redistributor list of [`GicKind::V3`].
 pub const MAX_REDISTRIBUTOR_REGIONS: usize = 4;
 
 /// The machine as the kernel sees it at boot. Strings borrow from the DTB.
@@ -355,7 +355,7 @@ fn gic(fdt: &Fdt<'_>) -> Result<GicInfo, Error> {
             None => 1,
         };
         let mut redistributors = ArrayVec::new();
-        for index in 1..=1 {
+        for index in 1..=count {
             push(
                 &mut redistributors,
                 reg_entry(&node, index)?,

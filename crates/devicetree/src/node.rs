@@ -7,7 +7,7 @@ use crate::cursor::{Cursor, Token};
 use crate::error::{Error, Name};
 use crate::fdt::{Fdt, MemRegion};
 use crate::irq::{IrqSpec, gic_version};
-use crate::property::{Cells, Property, StrList};
+use crate::property::{Cells, Property, StrList, str_list_contains};
 
 /// Spec defaults when a parent has no `#address-cells` / `#size-cells`.
 const DEFAULT_ADDRESS_CELLS: u32 = 2;
@@ -15,9 +15,9 @@ const DEFAULT_SIZE_CELLS: u32 = 1;
 /// Bound on `interrupt-parent` hops, so that a phandle cycle ends in an error, not a hang.
 const MAX_INTERRUPT_HOPS: usize = 4 * MAX_DEPTH;
 
-/// A node of a validated [`Fdt`]. Knows its depth and its ancestors, so that parents, paths and
-/// inherited properties need no allocation and no second search.
-#[derive(Clone, Copy, Debug)]
+/// A node of a validated [`Fdt`]. It knows its depth and its ancestors' offsets, so that its
+/// parent and its path are found without allocation or a search from the root.
+#[derive(Clone, Copy)]
 pub struct Node<'a> {
     fdt: Fdt<'a>,
     /// Offset of the node's BEGIN_NODE token.
@@ -80,15 +80,25 @@ impl<'a> Node<'a> {
     pub fn parent(&self) -> Option<Node<'a>> {
         let depth = self.depth.checked_sub(1)?;
         let offset = *self.ancestors.get(depth)? as usize;
-        let mut cursor = self.fdt.cursor(offset);
+        Node::at(self.fdt, offset, depth, self.ancestors)
+    }
+
+    /// The node whose BEGIN_NODE is at `offset`, with `ancestors[..depth]` enclosing it.
+    pub(crate) fn at(
+        fdt: Fdt<'a>,
+        offset: usize,
+        depth: usize,
+        ancestors: [u32; MAX_DEPTH],
+    ) -> Option<Node<'a>> {
+        let mut cursor = fdt.cursor(offset);
         match cursor.next_token() {
             Ok(Token::BeginNode { name, .. }) => Some(Node::new(
-                self.fdt,
+                fdt,
                 offset,
                 cursor.position(),
                 name,
                 depth,
-                self.ancestors,
+                ancestors,
             )),
             _ => None,
         }
@@ -103,7 +113,19 @@ impl<'a> Node<'a> {
 
     /// The property called `name`.
     pub fn property(&self, name: &str) -> Option<Property<'a>> {
-        self.properties().find(|property| property.name() == name)
+        let mut cursor = self.fdt.cursor(self.body);
+        while let Ok(Token::Prop {
+            offset,
+            name_offset,
+            value,
+        }) = cursor.next_token()
+        {
+            if cursor.string_is(name_offset, name) {
+                let name = cursor.string(offset, name_offset).ok()?;
+                return Some(Property::new(name, value, offset));
+            }
+        }
+        None
     }
 
     /// The property called `name`, or a `MissingProperty` error naming this node.
@@ -132,12 +154,16 @@ impl<'a> Node<'a> {
 
     /// The `compatible` strings (none if the property is absent or not a string list).
     pub fn compatible(&self) -> StrList<'a> {
-        self.string_list("compatible")
+        let list = self
+            .property("compatible")
+            .map(|property| property.as_str_list());
+        list.and_then(Result::ok).unwrap_or_default()
     }
 
     /// Whether `compatible` lists `compatible`.
     pub fn is_compatible(&self, compatible: &str) -> bool {
-        self.compatible().any(|entry| entry == compatible)
+        self.property("compatible")
+            .is_some_and(|property| str_list_contains(property.value(), compatible))
     }
 
     /// The node's `phandle` (or legacy `linux,phandle`), if it has a well-formed one.
@@ -276,13 +302,14 @@ impl<'a> Node<'a> {
         };
         IrqSpec::from_gic_cells(self.name, [irq_type, number, flags])
     }
+}
 
-    /// The string list `name` (empty if absent or malformed).
-    fn string_list(&self, name: &str) -> StrList<'a> {
-        match self.property(name).map(|property| property.as_str_list()) {
-            Some(Ok(list)) => list,
-            _ => StrList::default(),
-        }
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("path", &format_args!("{}", self.path()))
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
     }
 }
 
@@ -323,9 +350,13 @@ impl<'a> Iterator for Properties<'a> {
         match self.cursor.next_token().ok()? {
             Token::Prop {
                 offset,
-                name,
+                name_offset,
                 value,
-            } => Some(Property::new(name, value, offset)),
+            } => {
+                // `Fdt::new` resolved every name once, so this cannot fail.
+                let name = self.cursor.string(offset, name_offset).ok()?;
+                Some(Property::new(name, value, offset))
+            }
             // Properties precede children, so the first other token ends the list.
             Token::BeginNode { .. } | Token::EndNode { .. } | Token::End { .. } => None,
         }

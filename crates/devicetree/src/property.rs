@@ -101,6 +101,15 @@ impl<'a> Property<'a> {
     }
 }
 
+/// Whether the string-list `value` (NUL-terminated strings) has the entry `wanted`. Compares
+/// bytes only, which is all that finding a node by `compatible` needs.
+pub(crate) fn str_list_contains(value: &[u8], wanted: &str) -> bool {
+    value.strip_suffix(&[0]).is_some_and(|body| {
+        body.split(|&byte| byte == 0)
+            .any(|entry| entry == wanted.as_bytes())
+    })
+}
+
 /// Iterator over the strings of a string-list property.
 #[derive(Clone, Debug, Default)]
 pub struct StrList<'a> {

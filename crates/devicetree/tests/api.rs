@@ -37,6 +37,38 @@ fn device(dtb: &mut DtbBuilder, name: &str, cells: &[u32]) {
         .end();
 }
 
+/// A machine with a GICv3 (one redistributor region, `#redistributor-regions` if given),
+/// 4 KiB of memory and one CPU, less the part named by `skip` ("gic", "memory", "cpus").
+fn gicv3_machine(skip: &str, redistributor_regions: Option<u32>) -> Vec<u8> {
+    let mut dtb = DtbBuilder::new();
+    dtb.begin("")
+        .prop_u32("#address-cells", 2)
+        .prop_u32("#size-cells", 2);
+    if skip != "gic" {
+        dtb.begin("intc").prop_strs("compatible", &["arm,gic-v3"]);
+        if let Some(count) = redistributor_regions {
+            dtb.prop_u32("#redistributor-regions", count);
+        }
+        let reg = [0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0xf6_0000];
+        dtb.prop_cells("reg", &reg)
+            .prop_u32("#interrupt-cells", 3)
+            .end();
+    }
+    if skip != "memory" {
+        dtb.begin("memory").prop_str("device_type", "memory");
+        dtb.prop_cells("reg", &[0, 0x4000_0000, 0, 0x1000]).end();
+    }
+    if skip != "cpus" {
+        dtb.begin("cpus").prop_u32("#address-cells", 1);
+        dtb.prop_u32("#size-cells", 0)
+            .begin("cpu@0")
+            .prop_str("device_type", "cpu");
+        dtb.prop_u32("reg", 0).end().end();
+    }
+    dtb.end();
+    dtb.finish()
+}
+
 #[test]
 fn property_values_convert_only_when_their_size_fits() {
     let blob = machine(|dtb| {
@@ -523,36 +555,7 @@ fn minimal_machine_has_only_the_mandatory_parts() {
 
 #[test]
 fn missing_mandatory_parts_are_errors() {
-    let without = |skip: &str| {
-        let mut dtb = DtbBuilder::new();
-        dtb.begin("")
-            .prop_u32("#address-cells", 2)
-            .prop_u32("#size-cells", 2);
-        if skip != "gic" {
-            dtb.begin("intc").prop_strs("compatible", &["arm,gic-v3"]);
-            dtb.prop_cells(
-                "reg",
-                &[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0xf6_0000],
-            );
-            dtb.prop_u32("#interrupt-cells", 3).end();
-        }
-        if skip != "memory" {
-            dtb.begin("memory").prop_str("device_type", "memory");
-            dtb.prop_cells("reg", &[0, 0x4000_0000, 0, 0x1000]).end();
-        }
-        if skip != "cpus" {
-            dtb.begin("cpus")
-                .prop_u32("#address-cells", 1)
-                .prop_u32("#size-cells", 0);
-            dtb.begin("cpu@0")
-                .prop_str("device_type", "cpu")
-                .prop_u32("reg", 0)
-                .end()
-                .end();
-        }
-        dtb.end();
-        dtb.finish()
-    };
+    let without = |skip: &str| gicv3_machine(skip, None);
     assert_eq!(info_of(&without("nothing")).gic.version(), 3);
     let error = info_error(&without("memory"));
     assert_eq!(error, Error::NoMemory);
@@ -898,32 +901,9 @@ fn malformed_optional_parts_are_errors() {
     );
     assert_eq!(error.to_string(), "more than 64 virtio-mmio nodes");
 
-    let mut dtb = DtbBuilder::new();
-    dtb.begin("")
-        .prop_u32("#address-cells", 2)
-        .prop_u32("#size-cells", 2);
-    dtb.begin("intc")
-        .prop_strs("compatible", &["arm,gic-v3"])
-        .prop_u32("#redistributor-regions", 2);
-    dtb.prop_cells(
-        "reg",
-        &[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0xf6_0000],
-    )
-    .end();
-    dtb.begin("memory")
-        .prop_str("device_type", "memory")
-        .prop_cells("reg", &[0, 0, 0, 1])
-        .end();
-    dtb.begin("cpus")
-        .prop_u32("#address-cells", 1)
-        .prop_u32("#size-cells", 0);
-    dtb.begin("cpu")
-        .prop_str("device_type", "cpu")
-        .prop_u32("reg", 0)
-        .end()
-        .end()
-        .end();
-    let error = info_error(&dtb.finish());
+    // Two redistributor regions announced, one given.
+    let blob = gicv3_machine("nothing", Some(2));
+    let error = info_error(&blob);
     assert!(
         matches!(error, Error::BadPropertyLength { len: 32, .. }),
         "{error}"
