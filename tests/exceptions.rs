@@ -19,8 +19,16 @@ const UNMAPPED: u64 = 0x0000_00de_ad00_0000;
 fn caught_fault(caught: Result<(), Caught>) -> Result<(Esr, u64, u64), Failure> {
     match caught {
         Err(Caught::Fault { esr, far, elr }) => Ok((esr, far, elr)),
-        Err(other) => Err(Failure::new(file!(), line!(), alloc::format!("expected a fault, got {other:?}"))),
-        Ok(()) => Err(Failure::new(file!(), line!(), String::from("the access did not fault"))),
+        Err(other) => Err(Failure::new(
+            file!(),
+            line!(),
+            alloc::format!("expected a fault, got {other:?}"),
+        )),
+        Ok(()) => Err(Failure::new(
+            file!(),
+            line!(),
+            String::from("the access did not fault"),
+        )),
     }
 }
 

@@ -31,7 +31,10 @@ fn split(line: &str) -> (&str, &str) {
 }
 
 fn param_in<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    split(line).0.split_whitespace().find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+    split(line)
+        .0
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Value of kernel parameter `key` (`key=value` before `--`).
@@ -39,19 +42,39 @@ pub fn param(key: &str) -> Option<&'static str> {
     param_in(raw(), key)
 }
 
-/// Everything after `--`, as one string.
+/// Everything after `--`, as one string (quotes kept).
 pub fn args_str() -> &'static str {
     split(raw()).1
 }
 
+/// Splits `text` into words at whitespace; a double-quoted run (the runner quotes arguments
+/// that contain spaces) is one word, without its quotes.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text.trim_start();
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (word, tail) = match rest.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((word, tail)) => (word, tail),
+                None => (quoted, ""),
+            },
+            None => rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len())),
+        };
+        rest = tail.trim_start();
+        Some(word)
+    })
+}
+
 /// The words after `--`.
 pub fn args() -> impl Iterator<Item = &'static str> {
-    args_str().split_whitespace()
+    words(args_str())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{param_in, split};
+    use super::{param_in, split, words};
     use crate::ktest::prelude::*;
 
     ktest! {
@@ -62,6 +85,14 @@ mod tests {
             check_eq!(split("a=1 -- x -- y"), ("a=1", "x -- y"));
             check_eq!(split("a=--b"), ("a=--b", ""));
             check_eq!(split(""), ("", ""));
+            Ok(())
+        }
+
+        fn quoted_arguments_are_single_words() -> TestResult {
+            let collected: alloc::vec::Vec<&str> = words(r#"mem "a b" ; "" "mem; poweroff" x"#).collect();
+            check_eq!(collected, ["mem", "a b", ";", "", "mem; poweroff", "x"]);
+            check_eq!(words("  ").count(), 0);
+            check_eq!(words(r#""unterminated"#).collect::<alloc::vec::Vec<_>>(), ["unterminated"]);
             Ok(())
         }
 

@@ -175,7 +175,11 @@ struct RingBuffer {
 
 impl RingBuffer {
     const fn new() -> Self {
-        Self { bytes: [0; 256], head: 0, len: 0 }
+        Self {
+            bytes: [0; 256],
+            head: 0,
+            len: 0,
+        }
     }
 
     fn push(&mut self, byte: u8) -> bool {
@@ -214,7 +218,10 @@ impl log::Log for Logger {
             return;
         }
         let micros = crate::time::uptime_us();
-        let target = record.target().strip_prefix("kernel::").unwrap_or(record.target());
+        let target = record
+            .target()
+            .strip_prefix("kernel::")
+            .unwrap_or(record.target());
         crate::println!(
             "[{:>5}.{:06}] {:<5} {}: {}",
             micros / 1_000_000,

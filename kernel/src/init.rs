@@ -12,12 +12,15 @@ static DTB: Once<Fdt<'static>> = Once::new();
 
 /// The machine description read from the devicetree at boot.
 pub fn machine() -> &'static MachineInfo<'static> {
-    MACHINE.get().expect("the devicetree is parsed before anything asks for it")
+    MACHINE
+        .get()
+        .expect("the devicetree is parsed before anything asks for it")
 }
 
 /// The devicetree QEMU passed (for the `dtb` command).
 pub fn dtb() -> &'static Fdt<'static> {
-    DTB.get().expect("the devicetree is parsed before anything asks for it")
+    DTB.get()
+        .expect("the devicetree is parsed before anything asks for it")
 }
 
 unsafe extern "Rust" {
@@ -54,7 +57,11 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     // SAFETY: the boot page tables map GiB 0, where the early UART lives, as device memory.
     unsafe { console::init_early() };
     console::init_logger(log::LevelFilter::Info);
-    crate::println!("\n{} {} booting", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    crate::println!(
+        "\n{} {} booting",
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION")
+    );
     log::info!(
         target: "cpu",
         "{} (midr={:#x}), entered at EL{entry_el}, running at EL{}",
@@ -88,7 +95,13 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     if let Some(uart) = machine.uart {
         // SAFETY: GiB 0 (all of QEMU virt's MMIO) is mapped as device memory by the boot tables,
         // and by the kernel's tables from `mm::init` on.
-        unsafe { console::init(mm::phys_to_virt(crate::mm::PhysAddr::new(uart.base)), uart.clock_hz.map_or(crate::drivers::pl011::DEFAULT_CLOCK_HZ, |hz| hz as u32)) };
+        unsafe {
+            console::init(
+                mm::phys_to_virt(crate::mm::PhysAddr::new(uart.base)),
+                uart.clock_hz
+                    .map_or(crate::drivers::pl011::DEFAULT_CLOCK_HZ, |hz| hz as u32),
+            )
+        };
     }
     if let Some(psci) = machine.psci {
         psci::set_conduit_smc(psci.method == PsciMethod::Smc);
@@ -112,7 +125,9 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
     } else {
         let ram_start = mm::kernel_image().start & !((1 << 30) - 1);
         // SAFETY: the boot tables map the GiB holding the image; reading its first word is harmless.
-        let magic = unsafe { core::ptr::read_volatile(mm::phys_to_virt(mm::PhysAddr::new(ram_start)) as *const u32) };
+        let magic = unsafe {
+            core::ptr::read_volatile(mm::phys_to_virt(mm::PhysAddr::new(ram_start)) as *const u32)
+        };
         if u32::from_be(magic) != devicetree::FDT_MAGIC {
             boot_failure(format_args!(
                 "no devicetree: x0 = 0 and none at the start of RAM ({ram_start:#x}). QEMU passes one to a raw Image with the arm64 header; boot the Image, not the ELF"
@@ -123,7 +138,9 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
     };
     let gib = dtb_pa >> 30;
     if gib == 0 || gib >= 512 {
-        boot_failure(format_args!("the devicetree at {dtb_pa:#x} is outside RAM the boot code maps"));
+        boot_failure(format_args!(
+            "the devicetree at {dtb_pa:#x} is outside RAM the boot code maps"
+        ));
     }
     let va = mm::phys_to_virt(mm::PhysAddr::new(dtb_pa));
     // A DTB pointer into a hole of the physical address space faults on the first read: report
@@ -133,7 +150,9 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
     match recover::catch(|| unsafe { Fdt::from_ptr(va as *const u8) }) {
         Ok(Ok(fdt)) => *DTB.call_once(|| fdt),
         Ok(Err(err)) => boot_failure(format_args!("malformed devicetree at {dtb_pa:#x}: {err}")),
-        Err(fault) => boot_failure(format_args!("cannot read the devicetree at {dtb_pa:#x}: {fault:?}")),
+        Err(fault) => boot_failure(format_args!(
+            "cannot read the devicetree at {dtb_pa:#x}: {fault:?}"
+        )),
     }
 }
 
@@ -147,7 +166,10 @@ fn init_interrupts(machine: &MachineInfo<'static>) {
         GicKind::V2 { cpu_interface } => {
             // SAFETY: the GIC's registers lie in the device region mapped at its linear address.
             let gic = GICV2.call_once(|| unsafe {
-                gic::v2::GicV2::new(distributor, mm::phys_to_virt(crate::mm::PhysAddr::new(cpu_interface.base)))
+                gic::v2::GicV2::new(
+                    distributor,
+                    mm::phys_to_virt(crate::mm::PhysAddr::new(cpu_interface.base)),
+                )
             });
             gic.init_distributor();
             gic
@@ -158,7 +180,11 @@ fn init_interrupts(machine: &MachineInfo<'static>) {
             };
             // SAFETY: as above.
             let gic = GICV3.call_once(|| unsafe {
-                gic::v3::GicV3::new(distributor, mm::phys_to_virt(crate::mm::PhysAddr::new(region.base)), region.size as usize)
+                gic::v3::GicV3::new(
+                    distributor,
+                    mm::phys_to_virt(crate::mm::PhysAddr::new(region.base)),
+                    region.size as usize,
+                )
             });
             gic.init_distributor();
             gic
@@ -171,15 +197,23 @@ fn init_interrupts(machine: &MachineInfo<'static>) {
     let Some(timer) = machine.timer else {
         boot_failure(format_args!("the devicetree has no arm,armv8-timer node"));
     };
-    if let Err(err) = irq::register(IrqId(timer.virt), Trigger::Level, "timer", |_| time::handle_irq()) {
+    if let Err(err) = irq::register(IrqId(timer.virt), Trigger::Level, "timer", |_| {
+        time::handle_irq()
+    }) {
         boot_failure(format_args!("timer interrupt: {err}"));
     }
     time::start_tick();
     log::info!(target: "time", "virtual timer on INTID {}, {} Hz counter, {} Hz tick", timer.virt, time::frequency(), time::TICK_HZ);
 
     if let Some(uart_irq) = machine.uart.and_then(|uart| uart.irq) {
-        let trigger = if uart_irq.trigger == devicetree::Trigger::Edge { Trigger::Edge } else { Trigger::Level };
-        match irq::register(IrqId(uart_irq.intid()), trigger, "uart", |_| console::handle_irq()) {
+        let trigger = if uart_irq.trigger == devicetree::Trigger::Edge {
+            Trigger::Edge
+        } else {
+            Trigger::Level
+        };
+        match irq::register(IrqId(uart_irq.intid()), trigger, "uart", |_| {
+            console::handle_irq()
+        }) {
             Ok(()) => console::enable_rx_interrupt(),
             Err(err) => log::warn!("console input stays polled: {err}"),
         }

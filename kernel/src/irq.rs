@@ -11,11 +11,13 @@ pub type Handler = fn(IrqId);
 
 static CONTROLLER: Once<&'static dyn InterruptController> = Once::new();
 /// Handler of each interrupt ID as a `fn` address (0 = none).
-static HANDLERS: [AtomicUsize; IrqId::LIMIT as usize] = [const { AtomicUsize::new(0) }; IrqId::LIMIT as usize];
+static HANDLERS: [AtomicUsize; IrqId::LIMIT as usize] =
+    [const { AtomicUsize::new(0) }; IrqId::LIMIT as usize];
 /// Names for the `irq` listing.
 static NAMES: crate::sync::IrqSpinLock<[Option<&'static str>; IrqId::LIMIT as usize]> =
     crate::sync::IrqSpinLock::new([None; IrqId::LIMIT as usize]);
-static COUNTS: [AtomicU64; IrqId::LIMIT as usize] = [const { AtomicU64::new(0) }; IrqId::LIMIT as usize];
+static COUNTS: [AtomicU64; IrqId::LIMIT as usize] =
+    [const { AtomicU64::new(0) }; IrqId::LIMIT as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 
@@ -30,7 +32,11 @@ impl fmt::Display for IrqError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoController => f.write_str("no interrupt controller"),
-            Self::OutOfRange(irq) => write!(f, "interrupt {} is beyond what the controller implements", irq.0),
+            Self::OutOfRange(irq) => write!(
+                f,
+                "interrupt {} is beyond what the controller implements",
+                irq.0
+            ),
             Self::AlreadyRegistered(irq) => write!(f, "interrupt {} already has a handler", irq.0),
         }
     }
@@ -46,7 +52,12 @@ pub fn controller() -> Option<&'static dyn InterruptController> {
 }
 
 /// Routes `irq` to `handler` and enables it at the controller (for the calling CPU).
-pub fn register(irq: IrqId, trigger: Trigger, name: &'static str, handler: Handler) -> Result<(), IrqError> {
+pub fn register(
+    irq: IrqId,
+    trigger: Trigger,
+    name: &'static str,
+    handler: Handler,
+) -> Result<(), IrqError> {
     let gic = controller().ok_or(IrqError::NoController)?;
     if irq.0 >= gic.num_irqs() {
         return Err(IrqError::OutOfRange(irq));
@@ -103,16 +114,28 @@ pub fn handle_irq() {
 
 /// Times interrupt `irq` has been taken.
 pub fn count(irq: IrqId) -> u64 {
-    COUNTS.get(irq.0 as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+    COUNTS
+        .get(irq.0 as usize)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Writes `key=value` statistics and one line per interrupt that has a handler or was taken.
 pub fn write_stats(out: &mut dyn fmt::Write) -> fmt::Result {
     match controller() {
-        Some(gic) => writeln!(out, "gic_version={}\nnum_irqs={}", gic.version(), gic.num_irqs())?,
+        Some(gic) => writeln!(
+            out,
+            "gic_version={}\nnum_irqs={}",
+            gic.version(),
+            gic.num_irqs()
+        )?,
         None => writeln!(out, "gic_version=none")?,
     }
-    writeln!(out, "spurious={}\nunhandled={}", SPURIOUS.load(Ordering::Relaxed), UNHANDLED.load(Ordering::Relaxed))?;
+    writeln!(
+        out,
+        "spurious={}\nunhandled={}",
+        SPURIOUS.load(Ordering::Relaxed),
+        UNHANDLED.load(Ordering::Relaxed)
+    )?;
     let names = NAMES.lock();
     for (id, name) in names.iter().enumerate() {
         let count = COUNTS[id].load(Ordering::Relaxed);

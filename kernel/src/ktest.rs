@@ -36,13 +36,17 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(file: &'static str, line: u32, message: String) -> Self {
-        Self { file, line, message }
+        Self {
+            file,
+            line,
+            message,
+        }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}:{}", self.message, self.file, self.line)
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
     }
 }
 
@@ -96,6 +100,34 @@ macro_rules! ktest {
     ($($(#[$attr:meta])* fn $name:ident() -> TestResult $body:block)*) => {
         $crate::ktest! { timeout_secs = $crate::ktest::DEFAULT_TIMEOUT_SECS; $($(#[$attr])* fn $name() -> TestResult $body)* }
     };
+}
+
+/// Declares the QEMU machine a test image needs, for the host runner (tools/runner): the text
+/// goes into the image's `.qemu_config` section, one directive per line (`memory 64M`,
+/// `cpu max`, `smp 4`, `icount`, `nodisk`, `disk NAME size=64M fill=lba`, `timeout 120`, ...;
+/// see `runner --help`).
+#[macro_export]
+macro_rules! qemu_config {
+    ($text:expr) => {
+        const _: () = {
+            const TEXT: &str = $text;
+            #[used]
+            #[unsafe(link_section = ".qemu_config")]
+            static QEMU_CONFIG: [u8; TEXT.len()] = $crate::ktest::config_bytes(TEXT);
+        };
+    };
+}
+
+/// `text` as a byte array (for [`qemu_config!`](crate::qemu_config)).
+pub const fn config_bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
 }
 
 /// Fails the case unless the condition holds: `check!(cond)` or `check!(cond, "fmt", args..)`.
@@ -155,7 +187,12 @@ macro_rules! check_ne {
                     return Err($crate::ktest::Failure::new(
                         file!(),
                         line!(),
-                        $crate::ktest::__format!("check_ne failed: {} != {}\n  both: {:?}", stringify!($left), stringify!($right), left),
+                        $crate::ktest::__format!(
+                            "check_ne failed: {} != {}\n  both: {:?}",
+                            stringify!($left),
+                            stringify!($right),
+                            left
+                        ),
                     ));
                 }
             }
@@ -170,7 +207,11 @@ macro_rules! check_ok {
         match $result {
             Ok(value) => value,
             Err(err) => {
-                return Err($crate::ktest::Failure::new(file!(), line!(), $crate::ktest::__format!("{} failed: {}", stringify!($result), err)));
+                return Err($crate::ktest::Failure::new(
+                    file!(),
+                    line!(),
+                    $crate::ktest::__format!("{} failed: {}", stringify!($result), err),
+                ));
             }
         }
     };
@@ -184,12 +225,12 @@ macro_rules! fail {
     };
 }
 
-pub use crate::{check, check_eq, check_ne, check_ok, fail, ktest};
+pub use crate::{check, check_eq, check_ne, check_ok, fail, ktest, qemu_config};
 
 /// What a test module needs: `use crate::ktest::prelude::*;`
 pub mod prelude {
     pub use super::{Failure, TestResult};
-    pub use crate::{check, check_eq, check_ne, check_ok, fail, ktest};
+    pub use crate::{check, check_eq, check_ne, check_ok, fail, ktest, qemu_config};
 }
 
 fn registered_cases() -> &'static [TestCase] {
@@ -234,8 +275,15 @@ impl<'a> Selection<'a> {
     }
 
     pub fn selects(&self, name: &str) -> bool {
-        let matches = |pattern: &&str| if self.exact { name == *pattern } else { name.contains(*pattern) };
-        (self.filters.is_empty() || self.filters.iter().any(matches)) && !self.skips.iter().any(|skip| name.contains(*skip))
+        let matches = |pattern: &&str| {
+            if self.exact {
+                name == *pattern
+            } else {
+                name.contains(*pattern)
+            }
+        };
+        (self.filters.is_empty() || self.filters.iter().any(matches))
+            && !self.skips.iter().any(|skip| name.contains(*skip))
     }
 }
 
@@ -269,7 +317,11 @@ impl Summary {
         let elapsed_us = crate::time::ticks_to_us(crate::arch::cpu::counter() - self.start);
         println!(
             "\ntest result: {}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out; finished in {}.{:02}s\n",
-            if self.failed.is_empty() { "ok" } else { "FAILED" },
+            if self.failed.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            },
             self.passed,
             self.failed.len(),
             self.filtered_out,
@@ -285,7 +337,11 @@ static SUMMARY: crate::sync::IrqSpinLock<Option<Summary>> = crate::sync::IrqSpin
 fn run_case(case: &'static TestCase) -> Outcome {
     CURRENT.store(case as *const TestCase as *mut TestCase, Ordering::Release);
     let budget_us = case.timeout_secs * 1_000_000;
-    let deadline = crate::time::add_deadline_after_us(budget_us, |_| recover::request_abort(AbortReason::Timeout), 0);
+    let deadline = crate::time::add_deadline_after_us(
+        budget_us,
+        |_| recover::request_abort(AbortReason::Timeout),
+        0,
+    );
     let result = recover::catch(case.run);
     if let Ok(id) = deadline {
         crate::time::cancel_deadline(id);
@@ -295,12 +351,13 @@ fn run_case(case: &'static TestCase) -> Outcome {
         (Err(err), _) => Outcome::Failed(__format!("could not arm the time budget: {err}")),
         (Ok(_), Ok(Ok(()))) => Outcome::Passed,
         (Ok(_), Ok(Err(failure))) => Outcome::Failed(__format!("{failure}")),
-        (Ok(_), Err(Caught::Fault { esr, far, elr })) => {
-            Outcome::Failed(__format!("unhandled exception in the test: {esr}\n  far={far:#018x}\n  elr={elr:#018x}"))
-        }
-        (Ok(_), Err(Caught::Aborted(AbortReason::Timeout))) => {
-            Outcome::Failed(__format!("exceeded its time budget of {} s (guest time)", case.timeout_secs))
-        }
+        (Ok(_), Err(Caught::Fault { esr, far, elr })) => Outcome::Failed(__format!(
+            "unhandled exception in the test: {esr}\n  far={far:#018x}\n  elr={elr:#018x}"
+        )),
+        (Ok(_), Err(Caught::Aborted(AbortReason::Timeout))) => Outcome::Failed(__format!(
+            "exceeded its time budget of {} s (guest time)",
+            case.timeout_secs
+        )),
     }
 }
 
@@ -321,14 +378,25 @@ pub fn main() -> ! {
         crate::power::exit(0);
     }
 
-    println!("\nrunning {} test{}", cases.len(), if cases.len() == 1 { "" } else { "s" });
-    *SUMMARY.lock() = Some(Summary { passed: 0, failed: Vec::new(), filtered_out: total - cases.len(), start: crate::arch::cpu::counter() });
+    println!(
+        "\nrunning {} test{}",
+        cases.len(),
+        if cases.len() == 1 { "" } else { "s" }
+    );
+    *SUMMARY.lock() = Some(Summary {
+        passed: 0,
+        failed: Vec::new(),
+        filtered_out: total - cases.len(),
+        start: crate::arch::cpu::counter(),
+    });
     for case in cases {
         let name = case.full_name();
         print!("test {name} ... ");
         let outcome = run_case(case);
         let mut summary = SUMMARY.lock();
-        let summary = summary.as_mut().expect("the summary exists while cases run");
+        let summary = summary
+            .as_mut()
+            .expect("the summary exists while cases run");
         match outcome {
             Outcome::Passed => {
                 summary.passed += 1;
@@ -340,7 +408,10 @@ pub fn main() -> ! {
             }
         }
     }
-    let summary = SUMMARY.lock().take().expect("the summary exists after the run");
+    let summary = SUMMARY
+        .lock()
+        .take()
+        .expect("the summary exists after the run");
     summary.print();
     crate::power::exit(if summary.failed.is_empty() { 0 } else { 1 });
 }
@@ -357,7 +428,9 @@ pub fn report_panic(message: &dyn fmt::Display) -> bool {
     println!("FAILED");
     if let Some(mut guard) = SUMMARY.try_lock() {
         if let Some(summary) = guard.as_mut() {
-            summary.failed.push((case.full_name(), __format!("panicked: {message}")));
+            summary
+                .failed
+                .push((case.full_name(), __format!("panicked: {message}")));
             summary.print();
         }
     }

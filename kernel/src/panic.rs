@@ -24,10 +24,17 @@ pub fn fatal(what: fmt::Arguments<'_>, body: impl FnOnce(&mut dyn Write) -> fmt:
     cpu::disable_interrupts();
     let mut out = crate::console::emergency_writer();
     if PANICKING.swap(true, Ordering::SeqCst) {
-        let _ = writeln!(out, "\n*** nested fatal error while reporting another: {what}");
+        let _ = writeln!(
+            out,
+            "\n*** nested fatal error while reporting another: {what}"
+        );
         crate::power::exit(1);
     }
-    let _ = writeln!(out, "\n*** KERNEL PANIC on {}: {what}", current_context_name());
+    let _ = writeln!(
+        out,
+        "\n*** KERNEL PANIC on {}: {what}",
+        current_context_name()
+    );
     let _ = body(&mut out);
     crate::ktest::report_panic(&what);
     crate::power::exit(1)
@@ -38,7 +45,11 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let fp = backtrace::current_fp();
     let message = info.message();
     match info.location() {
-        Some(location) => fatal(format_args!("panicked at {location}: {message}"), |out| backtrace::write(out, None, fp)),
-        None => fatal(format_args!("panicked: {message}"), |out| backtrace::write(out, None, fp)),
+        Some(location) => fatal(format_args!("panicked at {location}: {message}"), |out| {
+            backtrace::write(out, None, fp)
+        }),
+        None => fatal(format_args!("panicked: {message}"), |out| {
+            backtrace::write(out, None, fp)
+        }),
     }
 }

@@ -16,19 +16,27 @@ pub struct IrqSpinLockGuard<'a, T> {
 
 impl<T> IrqSpinLock<T> {
     pub const fn new(value: T) -> Self {
-        Self { inner: spin::Mutex::new(value) }
+        Self {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     pub fn lock(&self) -> IrqSpinLockGuard<'_, T> {
         let daif = disable_interrupts();
-        IrqSpinLockGuard { guard: core::mem::ManuallyDrop::new(self.inner.lock()), daif }
+        IrqSpinLockGuard {
+            guard: core::mem::ManuallyDrop::new(self.inner.lock()),
+            daif,
+        }
     }
 
     /// Takes the lock if it is free (used where waiting could deadlock, e.g. while panicking).
     pub fn try_lock(&self) -> Option<IrqSpinLockGuard<'_, T>> {
         let daif = disable_interrupts();
         match self.inner.try_lock() {
-            Some(guard) => Some(IrqSpinLockGuard { guard: core::mem::ManuallyDrop::new(guard), daif }),
+            Some(guard) => Some(IrqSpinLockGuard {
+                guard: core::mem::ManuallyDrop::new(guard),
+                daif,
+            }),
             None => {
                 restore_interrupts(daif);
                 None

@@ -93,13 +93,23 @@ struct Timers {
     tick_interval: u64,
 }
 
-static TIMERS: IrqSpinLock<Timers> =
-    IrqSpinLock::new(Timers { deadlines: [None; MAX_DEADLINES], next_id: 1, next_tick: None, tick_interval: 0 });
+static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers {
+    deadlines: [None; MAX_DEADLINES],
+    next_id: 1,
+    next_tick: None,
+    tick_interval: 0,
+});
 
 impl Timers {
     /// Programs the hardware for the earliest pending event.
     fn reprogram(&self) {
-        let earliest = self.deadlines.iter().flatten().map(|d| d.at).chain(self.next_tick).min();
+        let earliest = self
+            .deadlines
+            .iter()
+            .flatten()
+            .map(|d| d.at)
+            .chain(self.next_tick)
+            .min();
         match earliest {
             Some(at) => timer::arm(at),
             None => timer::disarm(),
@@ -119,22 +129,39 @@ pub fn start_tick() {
 pub fn add_deadline(at: u64, callback: fn(usize), arg: usize) -> Result<DeadlineId, TimerError> {
     let mut timers = TIMERS.lock();
     let id = timers.next_id;
-    let slot = timers.deadlines.iter_mut().find(|slot| slot.is_none()).ok_or(TimerError::TooManyDeadlines)?;
-    *slot = Some(Deadline { id, at, callback, arg });
+    let slot = timers
+        .deadlines
+        .iter_mut()
+        .find(|slot| slot.is_none())
+        .ok_or(TimerError::TooManyDeadlines)?;
+    *slot = Some(Deadline {
+        id,
+        at,
+        callback,
+        arg,
+    });
     timers.next_id += 1;
     timers.reprogram();
     Ok(DeadlineId(id))
 }
 
 /// [`add_deadline`] `us` microseconds from now.
-pub fn add_deadline_after_us(us: u64, callback: fn(usize), arg: usize) -> Result<DeadlineId, TimerError> {
+pub fn add_deadline_after_us(
+    us: u64,
+    callback: fn(usize),
+    arg: usize,
+) -> Result<DeadlineId, TimerError> {
     add_deadline(cpu::counter() + us_to_ticks(us), callback, arg)
 }
 
 /// Cancels a deadline; returns false if it already fired (or never existed).
 pub fn cancel_deadline(id: DeadlineId) -> bool {
     let mut timers = TIMERS.lock();
-    let Some(slot) = timers.deadlines.iter_mut().find(|slot| slot.is_some_and(|d| d.id == id.0)) else {
+    let Some(slot) = timers
+        .deadlines
+        .iter_mut()
+        .find(|slot| slot.is_some_and(|d| d.id == id.0))
+    else {
         return false;
     };
     *slot = None;

@@ -15,7 +15,10 @@ impl<T> Mmio<T> {
     /// `base` must be the kernel virtual address of a mapped register block laid out as `T`,
     /// mapped for as long as this value (and its copies) are used.
     pub const unsafe fn new(base: usize) -> Self {
-        Self { base, _registers: PhantomData }
+        Self {
+            base,
+            _registers: PhantomData,
+        }
     }
 
     pub fn base(&self) -> usize {

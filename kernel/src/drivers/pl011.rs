@@ -119,7 +119,9 @@ impl Pl011 {
     /// memory, for as long as the driver is used.
     pub const unsafe fn new(base: usize) -> Self {
         // SAFETY: forwarded from the caller.
-        Self { registers: unsafe { Mmio::new(base) } }
+        Self {
+            registers: unsafe { Mmio::new(base) },
+        }
     }
 
     pub fn base(&self) -> usize {
@@ -133,9 +135,12 @@ impl Pl011 {
         regs.CR.set(0);
         regs.ICR.write(ICR::ALL::SET);
         // Divisor = clock / (16 * baud), as a 16.6 fixed-point number, rounded.
-        let divisor_x64 = (u64::from(clock_hz) * 4 + u64::from(BAUD_RATE) / 2) / u64::from(BAUD_RATE);
-        regs.IBRD.write(IBRD::BAUD_DIVINT.val((divisor_x64 >> 6) as u32));
-        regs.FBRD.write(FBRD::BAUD_DIVFRAC.val((divisor_x64 & 0x3f) as u32));
+        let divisor_x64 =
+            (u64::from(clock_hz) * 4 + u64::from(BAUD_RATE) / 2) / u64::from(BAUD_RATE);
+        regs.IBRD
+            .write(IBRD::BAUD_DIVINT.val((divisor_x64 >> 6) as u32));
+        regs.FBRD
+            .write(FBRD::BAUD_DIVFRAC.val((divisor_x64 & 0x3f) as u32));
         regs.LCR_H.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
         regs.IFLS.write(IFLS::RXIFLSEL::OneEighth);
         regs.CR.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
@@ -143,7 +148,9 @@ impl Pl011 {
 
     /// Interrupts on received data (and on a receive timeout, so single keystrokes arrive).
     pub fn enable_rx_interrupt(&self) {
-        self.registers.IMSC.modify(IMSC::RXIM::SET + IMSC::RTIM::SET);
+        self.registers
+            .IMSC
+            .modify(IMSC::RXIM::SET + IMSC::RTIM::SET);
     }
 
     pub fn write_byte(&self, byte: u8) {

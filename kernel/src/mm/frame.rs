@@ -4,12 +4,12 @@
 //! Free blocks keep their list links inside themselves, so the allocator needs no memory of its
 //! own and never calls the kernel heap (which grows from here).
 
+use super::PhysAddr;
 use super::{PAGE_SIZE, phys_to_virt, virt_to_phys};
 use crate::sync::IrqSpinLock;
 use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
-use super::PhysAddr;
 
 /// Largest block: 2^(MAX_ORDER) frames... the buddy keeps orders 0..=MAX_ORDER.
 pub const MAX_ORDER: usize = 20;
@@ -27,8 +27,14 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::OutOfMemory { order } => write!(f, "out of physical memory (no free block of {} KiB)", (PAGE_SIZE << order) / 1024),
-            Self::OrderTooLarge { order } => write!(f, "block order {order} is above the maximum {MAX_ORDER}"),
+            Self::OutOfMemory { order } => write!(
+                f,
+                "out of physical memory (no free block of {} KiB)",
+                (PAGE_SIZE << order) / 1024
+            ),
+            Self::OrderTooLarge { order } => {
+                write!(f, "block order {order} is above the maximum {MAX_ORDER}")
+            }
         }
     }
 }
@@ -41,11 +47,15 @@ struct FrameAllocator {
     used_frames: usize,
 }
 
-static FRAMES: IrqSpinLock<FrameAllocator> =
-    IrqSpinLock::new(FrameAllocator { buddy: buddy_system_allocator::Heap::new(), total_frames: 0, used_frames: 0 });
+static FRAMES: IrqSpinLock<FrameAllocator> = IrqSpinLock::new(FrameAllocator {
+    buddy: buddy_system_allocator::Heap::new(),
+    total_frames: 0,
+    used_frames: 0,
+});
 
 fn layout(order: usize) -> Layout {
-    Layout::from_size_align(PAGE_SIZE << order, PAGE_SIZE << order).expect("orders up to MAX_ORDER give valid layouts")
+    Layout::from_size_align(PAGE_SIZE << order, PAGE_SIZE << order)
+        .expect("orders up to MAX_ORDER give valid layouts")
 }
 
 /// Hands the frames of `[start, end)` (physical, page aligned) to the allocator.
@@ -61,7 +71,11 @@ pub unsafe fn add_range(start: PhysAddr, end: PhysAddr) {
     }
     let mut frames = FRAMES.lock();
     // SAFETY: forwarded from the caller; the linear map makes the range writable at these VAs.
-    unsafe { frames.buddy.add_to_heap(phys_to_virt(start), phys_to_virt(end)) };
+    unsafe {
+        frames
+            .buddy
+            .add_to_heap(phys_to_virt(start), phys_to_virt(end))
+    };
     frames.total_frames += ((end.as_u64() - start.as_u64()) / PAGE_SIZE as u64) as usize;
 }
 
@@ -71,7 +85,10 @@ pub fn alloc(order: usize) -> Result<PhysAddr, FrameError> {
         return Err(FrameError::OrderTooLarge { order });
     }
     let mut frames = FRAMES.lock();
-    let block = frames.buddy.alloc(layout(order)).map_err(|()| FrameError::OutOfMemory { order })?;
+    let block = frames
+        .buddy
+        .alloc(layout(order))
+        .map_err(|()| FrameError::OutOfMemory { order })?;
     frames.used_frames += 1 << order;
     Ok(virt_to_phys(block.as_ptr() as usize))
 }
@@ -91,7 +108,8 @@ pub fn alloc_zeroed(order: usize) -> Result<PhysAddr, FrameError> {
 /// no longer used by anyone.
 pub unsafe fn free(frame: PhysAddr, order: usize) {
     let mut frames = FRAMES.lock();
-    let block = NonNull::new(phys_to_virt(frame) as *mut u8).expect("linear-map addresses are never null");
+    let block =
+        NonNull::new(phys_to_virt(frame) as *mut u8).expect("linear-map addresses are never null");
     // SAFETY: forwarded from the caller.
     unsafe { frames.buddy.dealloc(block, layout(order)) };
     frames.used_frames -= 1 << order;
@@ -106,5 +124,8 @@ pub struct FrameStats {
 
 pub fn stats() -> FrameStats {
     let frames = FRAMES.lock();
-    FrameStats { total: frames.total_frames, free: frames.total_frames - frames.used_frames }
+    FrameStats {
+        total: frames.total_frames,
+        free: frames.total_frames - frames.used_frames,
+    }
 }

@@ -40,7 +40,10 @@ unsafe impl Send for KernelHeap {}
 pub struct LockedKernelHeap(IrqSpinLock<KernelHeap>);
 
 #[global_allocator]
-static HEAP: LockedKernelHeap = LockedKernelHeap(IrqSpinLock::new(KernelHeap { chunks: [const { None }; MAX_CHUNKS], failures: 0 }));
+static HEAP: LockedKernelHeap = LockedKernelHeap(IrqSpinLock::new(KernelHeap {
+    chunks: [const { None }; MAX_CHUNKS],
+    failures: 0,
+}));
 
 impl KernelHeap {
     fn alloc(&mut self, layout: Layout) -> Option<NonNull<u8>> {
@@ -56,7 +59,11 @@ impl KernelHeap {
 
     /// Adds a chunk big enough for `layout`; returns its slot.
     fn grow(&mut self, layout: Layout) -> Result<usize, FrameError> {
-        let slot = self.chunks.iter().position(Option::is_none).ok_or(FrameError::OutOfMemory { order: 0 })?;
+        let slot = self
+            .chunks
+            .iter()
+            .position(Option::is_none)
+            .ok_or(FrameError::OutOfMemory { order: 0 })?;
         // Room for the allocation, its alignment padding and the allocator's bookkeeping.
         let needed = layout.size() + layout.align() + PAGE_SIZE;
         let frames = needed.div_ceil(PAGE_SIZE).next_power_of_two();
@@ -71,10 +78,16 @@ impl KernelHeap {
     }
 
     fn dealloc(&mut self, ptr: NonNull<u8>, layout: Layout) {
-        let Some(index) = self.chunks.iter().position(|c| c.as_ref().is_some_and(|c| c.contains(ptr.as_ptr()))) else {
+        let Some(index) = self
+            .chunks
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.contains(ptr.as_ptr())))
+        else {
             panic!("kernel heap: freeing {ptr:p}, which no heap chunk contains");
         };
-        let Some(chunk) = self.chunks[index].as_mut() else { return };
+        let Some(chunk) = self.chunks[index].as_mut() else {
+            return;
+        };
         // SAFETY: GlobalAlloc's contract: `ptr` was allocated by this heap with `layout`; it lies
         // in this chunk, whose heap made it.
         unsafe { chunk.heap.deallocate(ptr, layout) };
@@ -128,7 +141,12 @@ unsafe impl GlobalAlloc for LockedKernelHeap {
 impl KernelHeap {
     /// (chunks, bytes in use, bytes in chunks)
     fn usage(&self) -> (usize, usize, usize) {
-        self.chunks.iter().flatten().fold((0, 0, 0), |(n, used, size), c| (n + 1, used + c.heap.used(), size + c.heap.size()))
+        self.chunks
+            .iter()
+            .flatten()
+            .fold((0, 0, 0), |(n, used, size), c| {
+                (n + 1, used + c.heap.used(), size + c.heap.size())
+            })
     }
 }
 
@@ -144,5 +162,10 @@ pub struct HeapStats {
 pub fn stats() -> HeapStats {
     let heap = HEAP.0.lock();
     let (chunks, used, size) = heap.usage();
-    HeapStats { chunks, used, size, failures: heap.failures }
+    HeapStats {
+        chunks,
+        used,
+        size,
+        failures: heap.failures,
+    }
 }

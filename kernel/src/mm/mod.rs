@@ -46,7 +46,10 @@ pub struct PhysRange {
 
 impl PhysRange {
     pub fn new(start: u64, end: u64) -> Self {
-        Self { start, end: end.max(start) }
+        Self {
+            start,
+            end: end.max(start),
+        }
     }
 }
 
@@ -74,7 +77,10 @@ pub fn kernel_image() -> PhysRange {
         static __kernel_start: u8;
         static __kernel_end: u8;
     }
-    let (start, end) = (&raw const __kernel_start as usize, &raw const __kernel_end as usize);
+    let (start, end) = (
+        &raw const __kernel_start as usize,
+        &raw const __kernel_end as usize,
+    );
     PhysRange::new(virt_to_phys(start).as_u64(), virt_to_phys(end).as_u64())
 }
 
@@ -82,12 +88,23 @@ pub fn kernel_image() -> PhysRange {
 /// reserved ranges and the boot stub below the image.
 pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
     let image = kernel_image();
-    let ram_base = machine.ram.iter().map(|r| r.base).min().unwrap_or(image.start);
+    let ram_base = machine
+        .ram
+        .iter()
+        .map(|r| r.base)
+        .min()
+        .unwrap_or(image.start);
     let mut holes = boot_holes(machine, image, ram_base, dtb_pa, dtb_size);
     // Only the GiB holding the image is mapped so far (boot tables).
-    let mapped = PhysRange::new(image.start & !((1 << 30) - 1), (image.start & !((1 << 30) - 1)) + (1 << 30));
+    let mapped = PhysRange::new(
+        image.start & !((1 << 30) - 1),
+        (image.start & !((1 << 30) - 1)) + (1 << 30),
+    );
     for region in &machine.ram {
-        let ram = PhysRange::new(region.base.max(mapped.start), region.base.saturating_add(region.size).min(mapped.end));
+        let ram = PhysRange::new(
+            region.base.max(mapped.start),
+            region.base.saturating_add(region.size).min(mapped.end),
+        );
         subtract_ranges(ram, &mut holes, |free| {
             // SAFETY: RAM per the devicetree, outside everything in use, mapped by the boot tables,
             // each range added once (the holes and RAM regions do not overlap each other).
@@ -105,12 +122,21 @@ pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
 }
 
 /// The ranges of RAM the frame allocator must not get.
-fn boot_holes(machine: &MachineInfo<'_>, image: PhysRange, ram_base: u64, dtb_pa: u64, dtb_size: u64) -> arrayvec::ArrayVec<PhysRange, 24> {
+fn boot_holes(
+    machine: &MachineInfo<'_>,
+    image: PhysRange,
+    ram_base: u64,
+    dtb_pa: u64,
+    dtb_size: u64,
+) -> arrayvec::ArrayVec<PhysRange, 24> {
     let mut holes = arrayvec::ArrayVec::new();
     holes.push(PhysRange::new(ram_base, image.end));
     holes.push(PhysRange::new(dtb_pa, dtb_pa + dtb_size));
     for reserved in machine.reserved.iter().take(holes.capacity() - holes.len()) {
-        holes.push(PhysRange::new(reserved.base, reserved.base.saturating_add(reserved.size)));
+        holes.push(PhysRange::new(
+            reserved.base,
+            reserved.base.saturating_add(reserved.size),
+        ));
     }
     holes
 }

@@ -7,12 +7,42 @@ use crate::println;
 use core::fmt::Write;
 
 static COMMANDS: &[Command] = &[
-    Command { name: "help", usage: "", help: "list the commands", run: help },
-    Command { name: "mem", usage: "", help: "memory map, free/used frames, heap use", run: mem },
-    Command { name: "dtb", usage: "[tree]", help: "machine summary from the devicetree; `tree` prints the whole tree", run: dtb },
-    Command { name: "irq", usage: "", help: "interrupt controller and per-interrupt counts", run: irq },
-    Command { name: "uptime", usage: "", help: "time since boot and timer statistics", run: uptime },
-    Command { name: "poweroff", usage: "", help: "power the machine off (Ctrl-D too); exit status 1 if a command failed", run: poweroff },
+    Command {
+        name: "help",
+        usage: "",
+        help: "list the commands",
+        run: help,
+    },
+    Command {
+        name: "mem",
+        usage: "",
+        help: "memory map, free/used frames, heap use",
+        run: mem,
+    },
+    Command {
+        name: "dtb",
+        usage: "[tree]",
+        help: "machine summary from the devicetree; `tree` prints the whole tree",
+        run: dtb,
+    },
+    Command {
+        name: "irq",
+        usage: "",
+        help: "interrupt controller and per-interrupt counts",
+        run: irq,
+    },
+    Command {
+        name: "uptime",
+        usage: "",
+        help: "time since boot and timer statistics",
+        run: uptime,
+    },
+    Command {
+        name: "poweroff",
+        usage: "",
+        help: "power the machine off (Ctrl-D too); exit status 1 if a command failed",
+        run: poweroff,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {
@@ -21,7 +51,9 @@ pub fn find(name: &str) -> Option<&'static Command> {
 
 fn no_args(args: &[&str]) -> CommandResult {
     match args.first() {
-        Some(extra) => Err(CommandError::new(alloc::format!("unexpected argument `{extra}`"))),
+        Some(extra) => Err(CommandError::new(alloc::format!(
+            "unexpected argument `{extra}`"
+        ))),
         None => Ok(()),
     }
 }
@@ -60,7 +92,11 @@ fn dtb(args: &[&str]) -> CommandResult {
     match args {
         [] => devicetree::write_summary(crate::init::machine(), &mut Stdout)?,
         ["tree"] => devicetree::write_tree(crate::init::dtb(), &mut Stdout)?,
-        [other, ..] => return Err(CommandError::new(alloc::format!("unknown argument `{other}` (expected `tree` or nothing)"))),
+        [other, ..] => {
+            return Err(CommandError::new(alloc::format!(
+                "unknown argument `{other}` (expected `tree` or nothing)"
+            )));
+        }
     }
     Ok(())
 }

@@ -66,7 +66,11 @@ impl Default for LineEditor {
 
 impl LineEditor {
     pub fn new() -> Self {
-        Self { line: String::new(), escape: EscapeState::None, after_cr: false }
+        Self {
+            line: String::new(),
+            escape: EscapeState::None,
+            after_cr: false,
+        }
     }
 
     /// Feeds one byte from the terminal.
@@ -74,7 +78,11 @@ impl LineEditor {
         let after_cr = core::mem::replace(&mut self.after_cr, byte == b'\r');
         match self.escape {
             EscapeState::Started => {
-                self.escape = if byte == b'[' { EscapeState::Csi } else { EscapeState::None };
+                self.escape = if byte == b'[' {
+                    EscapeState::Csi
+                } else {
+                    EscapeState::None
+                };
                 return LineEvent::None;
             }
             EscapeState::Csi => {
@@ -126,7 +134,11 @@ mod tests {
     use crate::ktest::prelude::*;
 
     fn feed_all(editor: &mut LineEditor, bytes: &[u8]) -> alloc::vec::Vec<LineEvent> {
-        bytes.iter().map(|&b| editor.feed(b)).filter(|e| *e != LineEvent::None).collect()
+        bytes
+            .iter()
+            .map(|&b| editor.feed(b))
+            .filter(|e| *e != LineEvent::None)
+            .collect()
     }
 
     ktest! {

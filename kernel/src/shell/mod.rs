@@ -53,11 +53,17 @@ static ANY_FAILED: AtomicBool = AtomicBool::new(false);
 /// Runs one command line (one command and its arguments); false if it failed.
 pub fn execute(line: &str) -> bool {
     let mut words = line.split_whitespace();
-    let Some(name) = words.next() else { return true };
+    let Some(name) = words.next() else {
+        return true;
+    };
     let args: alloc::vec::Vec<&str> = words.collect();
     let result = match commands::find(name) {
-        Some(command) => (command.run)(&args).map_err(|err| alloc::format!("{}: {err}", command.name)),
-        None => Err(alloc::format!("unknown command `{name}` (type `help` for the list)")),
+        Some(command) => {
+            (command.run)(&args).map_err(|err| alloc::format!("{}: {err}", command.name))
+        }
+        None => Err(alloc::format!(
+            "unknown command `{name}` (type `help` for the list)"
+        )),
     };
     if let Err(message) = &result {
         println!("error: {message}");
@@ -73,9 +79,15 @@ pub fn power_off() -> ! {
 
 /// The kernel binary's main function.
 pub fn run() -> ! {
-    let script = crate::cmdline::args_str();
+    let script = crate::cmdline::args()
+        .collect::<alloc::vec::Vec<_>>()
+        .join(" ");
     if !script.is_empty() {
-        for line in script.split(';').map(str::trim).filter(|line| !line.is_empty()) {
+        for line in script
+            .split(';')
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+        {
             println!("> {line}");
             execute(line);
         }

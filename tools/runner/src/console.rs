@@ -9,6 +9,23 @@ use std::io::{self, ErrorKind, Read, Write};
 /// Start of the libtest summary line of a passing run; test mode requires it on exit status 0.
 pub const TEST_PASSED_PREFIX: &str = "test result: ok.";
 
+/// True for a line that ends a successful test-image run: the libtest summary of a passing run,
+/// or the footer of `--list` (`12 tests, 0 benchmarks`).
+pub fn is_success_line(line: &str) -> bool {
+    if line.starts_with(TEST_PASSED_PREFIX) {
+        return true;
+    }
+    let mut words = line.split(' ');
+    let counted = |word: Option<&str>| {
+        word.is_some_and(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+    };
+    counted(words.next())
+        && matches!(words.next(), Some("tests," | "test,"))
+        && counted(words.next())
+        && matches!(words.next(), Some("benchmarks" | "benchmark"))
+        && words.next().is_none()
+}
+
 /// Byte sent to the guest when the runner's stdin ends (a pipe or file): ASCII EOT (Ctrl-D),
 /// on which the kernel shell powers off.
 pub const END_OF_INPUT: u8 = 0x04;
@@ -19,7 +36,7 @@ const MAX_TRACKED_LINE: usize = 64 * 1024;
 /// What the runner learned from the guest's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ConsoleSummary {
-    /// A line started with [`TEST_PASSED_PREFIX`].
+    /// A line passed [`is_success_line`].
     pub saw_test_passed: bool,
     /// The output did not end with a newline (runner messages then start on a fresh line).
     pub ended_mid_line: bool,
@@ -57,7 +74,7 @@ pub fn forward_output(
             track(&mut line, &rest[..newline]);
             let text = String::from_utf8_lossy(&line);
             let text = text.strip_suffix('\r').unwrap_or(&text);
-            summary.saw_test_passed |= text.starts_with(TEST_PASSED_PREFIX);
+            summary.saw_test_passed |= is_success_line(text);
             for extra in annotate(text) {
                 sink.write(extra.as_bytes());
                 sink.write(line_end.as_bytes());
@@ -71,7 +88,7 @@ pub fn forward_output(
         sink.flush();
     }
     // A summary printed right before exit without a final newline still counts.
-    summary.saw_test_passed |= line.starts_with(TEST_PASSED_PREFIX.as_bytes());
+    summary.saw_test_passed |= is_success_line(&String::from_utf8_lossy(&line));
     summary
 }
 
@@ -258,6 +275,13 @@ mod tests {
         ]));
         assert!(!passed(&[b"echo test result: ok.\n"]));
         assert!(!passed(&[]));
+        assert!(
+            passed(&[b"a: test\n\n2 tests, 0 benchmarks\n"]),
+            "--list footer"
+        );
+        assert!(passed(&[b"1 test, 0 benchmarks\r\n"]));
+        assert!(!passed(&[b"2 tests, 0 benchmarks failed\n"]));
+        assert!(!passed(&[b"many tests, 0 benchmarks\n"]));
     }
 
     /// A writer whose reader has gone away.

@@ -215,7 +215,7 @@ pub fn run_with(
         None => ImageConfig::default(),
     };
 
-    let mode = Mode::of_elf(&elf_path);
+    let mode = env.mode.unwrap_or_else(|| Mode::of_elf(&elf_path));
     let image_name = elf_path
         .file_name()
         .unwrap_or(elf_path.as_os_str())
@@ -227,7 +227,13 @@ pub fn run_with(
         .disk
         .clone()
         .unwrap_or_else(|| qemu_dir.join("disk0.img"));
-    let disks = disk::prepare(&config.disks, &qemu_dir, &image_name, &default_disk)?;
+    // Test images get only the disks they declare: the shared default disk would make test
+    // images that run at the same time fight over QEMU's image lock.
+    let selection = match (&config.disks, mode) {
+        (config::DiskSelection::Default, Mode::Test) => &config::DiskSelection::NoDisk,
+        (selection, _) => selection,
+    };
+    let disks = disk::prepare(selection, &qemu_dir, &image_name, &default_disk)?;
 
     let command = qemu_command(
         &config,

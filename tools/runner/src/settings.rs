@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::Mode;
 use crate::error::Error;
 
 /// Every environment knob, parsed and checked.
@@ -31,6 +32,8 @@ pub struct EnvSettings {
     pub verbose: bool,
     /// `QEMU_GDB`: start QEMU's gdb server and wait for gdb.
     pub gdb: bool,
+    /// `RUNNER_MODE`: `test` or `run`, overriding what the ELF's path suggests.
+    pub mode: Option<Mode>,
     /// `CARGO_TARGET_DIR`: cargo's target directory, where `qemu/` disk images go.
     pub target_dir: Option<PathBuf>,
     /// `PATH`, to find QEMU.
@@ -95,7 +98,19 @@ impl EnvSettings {
                 message: format!("unbalanced quoting: {error}"),
             })?,
         };
+        let mode = match text("RUNNER_MODE")?.as_deref() {
+            None => None,
+            Some("test") => Some(Mode::Test),
+            Some("run") => Some(Mode::Run),
+            Some(other) => {
+                return Err(Error::Env {
+                    var: "RUNNER_MODE",
+                    message: format!("`{other}` is not `test` or `run`"),
+                });
+            }
+        };
         Ok(EnvSettings {
+            mode,
             kernel_args: text("KERNEL_ARGS")?.unwrap_or_default(),
             machine: text("QEMU_MACHINE")?,
             cpu: text("QEMU_CPU")?,
@@ -149,6 +164,7 @@ mod tests {
             ("QEMU_TIMEOUT", "30"),
             ("QEMU_VERBOSE", "yes"),
             ("QEMU_GDB", "on"),
+            ("RUNNER_MODE", "test"),
             ("CARGO_TARGET_DIR", "/build"),
             ("PATH", "/usr/bin"),
         ])
@@ -172,6 +188,7 @@ mod tests {
                 timeout_secs: Some(30),
                 verbose: true,
                 gdb: true,
+                mode: Some(Mode::Test),
                 target_dir: Some("/build".into()),
                 path: Some("/usr/bin".into()),
             }
@@ -212,6 +229,10 @@ mod tests {
         assert_eq!(
             error(&[("QEMU_EXTRA_ARGS", "-D 'open")]),
             "environment variable QEMU_EXTRA_ARGS: unbalanced quoting: missing closing quote"
+        );
+        assert_eq!(
+            error(&[("RUNNER_MODE", "bench")]),
+            "environment variable RUNNER_MODE: `bench` is not `test` or `run`"
         );
     }
 

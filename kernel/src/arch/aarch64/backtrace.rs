@@ -32,7 +32,12 @@ pub fn walk(mut fp: u64, mut visit: impl FnMut(usize, u64)) {
             return;
         }
         // SAFETY: `readable` checked that both words of the record translate for an EL1 read.
-        let (next, ret) = unsafe { (core::ptr::read_volatile(fp as *const u64), core::ptr::read_volatile((fp + 8) as *const u64)) };
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read_volatile(fp as *const u64),
+                core::ptr::read_volatile((fp + 8) as *const u64),
+            )
+        };
         if ret == 0 {
             return;
         }
@@ -69,6 +74,8 @@ pub fn write(out: &mut dyn Write, pc: Option<u64>, fp: u64) -> fmt::Result {
 pub fn current_fp() -> u64 {
     let fp: u64;
     // SAFETY: reads x29.
-    unsafe { core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags))
+    };
     fp
 }

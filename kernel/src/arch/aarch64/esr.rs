@@ -168,13 +168,16 @@ impl Esr {
 
     /// The fault status of an abort (None for other classes).
     pub fn fault_status(self) -> Option<FaultStatus> {
-        self.is_abort().then(|| FaultStatus::from_bits((self.iss() & 0x3f) as u8))
+        self.is_abort()
+            .then(|| FaultStatus::from_bits((self.iss() & 0x3f) as u8))
     }
 
     /// For a data abort: was it caused by a write? (WnR, ISS bit 6; cache maintenance (CM) reports as write)
     pub fn is_write(self) -> bool {
-        matches!(self.class(), ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl)
-            && self.iss() & (1 << 6) != 0
+        matches!(
+            self.class(),
+            ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl
+        ) && self.iss() & (1 << 6) != 0
             && self.iss() & (1 << 8) == 0
     }
 
@@ -199,7 +202,10 @@ impl fmt::Display for Esr {
         }
         if let Some(status) = self.fault_status() {
             write!(f, "; {status}")?;
-            if matches!(class, ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl) {
+            if matches!(
+                class,
+                ExceptionClass::DataAbortLowerEl | ExceptionClass::DataAbortSameEl
+            ) {
                 f.write_str(if self.is_write() { ", write" } else { ", read" })?;
                 if self.iss() & (1 << 7) != 0 {
                     f.write_str(", during a stage-2 table walk")?;

@@ -20,7 +20,8 @@ const EMERGENCY_STACK_SHIFT: u32 = 14;
 struct EmergencyStacks([[u8; 1 << EMERGENCY_STACK_SHIFT]; MAX_CPUS]);
 
 #[unsafe(no_mangle)]
-static mut EMERGENCY_STACKS: EmergencyStacks = EmergencyStacks([[0; 1 << EMERGENCY_STACK_SHIFT]; MAX_CPUS]);
+static mut EMERGENCY_STACKS: EmergencyStacks =
+    EmergencyStacks([[0; 1 << EMERGENCY_STACK_SHIFT]; MAX_CPUS]);
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
@@ -141,10 +142,19 @@ impl TrapFrame {
             }
             writeln!(out)?;
         }
-        writeln!(out, "  fp={:#018x} sp={sp:#018x} sp_el0={:#018x}", self.x[29], self.sp_el0)?;
+        writeln!(
+            out,
+            "  fp={:#018x} sp={sp:#018x} sp_el0={:#018x}",
+            self.x[29], self.sp_el0
+        )?;
         writeln!(out, "  lr={:#018x}", self.x[30])?;
         writeln!(out, "  elr={:#018x}", self.elr)?;
-        writeln!(out, "  spsr={:#010x} ({})", self.spsr, SpsrDisplay(self.spsr))
+        writeln!(
+            out,
+            "  spsr={:#010x} ({})",
+            self.spsr,
+            SpsrDisplay(self.spsr)
+        )
     }
 }
 
@@ -207,7 +217,14 @@ fn el1_synchronous(frame: &mut TrapFrame, kind: ExceptionKind) {
     if esr.is_abort() && crate::mm::fault::handle_kernel_fault(frame, esr, far) {
         return;
     }
-    if recover::try_recover(frame, Caught::Fault { esr, far, elr: frame.elr }) {
+    if recover::try_recover(
+        frame,
+        Caught::Fault {
+            esr,
+            far,
+            elr: frame.elr,
+        },
+    ) {
         return;
     }
     unhandled(frame, kind, Some((esr, far)));
@@ -216,16 +233,31 @@ fn el1_synchronous(frame: &mut TrapFrame, kind: ExceptionKind) {
 /// Reports an exception nobody handles and stops the kernel.
 fn unhandled(frame: &TrapFrame, kind: ExceptionKind, syndrome: Option<(Esr, u64)>) -> ! {
     let (esr, far) = syndrome.unwrap_or_else(|| (Esr(ESR_EL1.get()), FAR_EL1.get()));
-    let sp = if frame.from_user() { frame.sp_el0 } else { frame.el1_sp() };
+    let sp = if frame.from_user() {
+        frame.sp_el0
+    } else {
+        frame.el1_sp()
+    };
     crate::panic::fatal(format_args!("unhandled {kind}"), |out| {
         write_report(out, frame, esr, far, sp)
     })
 }
 
 /// The body of an exception report: syndrome in words, fault address, registers, backtrace.
-pub fn write_report(out: &mut dyn Write, frame: &TrapFrame, esr: Esr, far: u64, sp: u64) -> fmt::Result {
+pub fn write_report(
+    out: &mut dyn Write,
+    frame: &TrapFrame,
+    esr: Esr,
+    far: u64,
+    sp: u64,
+) -> fmt::Result {
     writeln!(out, "  {esr}")?;
-    if esr.far_valid() || matches!(esr.class(), ExceptionClass::PcAlignment | ExceptionClass::WatchpointSameEl) {
+    if esr.far_valid()
+        || matches!(
+            esr.class(),
+            ExceptionClass::PcAlignment | ExceptionClass::WatchpointSameEl
+        )
+    {
         writeln!(out, "  far={far:#018x} (faulting address)")?;
     }
     frame.write_registers(out, sp)?;
@@ -242,7 +274,11 @@ extern "C" fn kernel_stack_overflow(frame: &mut TrapFrame, overflowed_sp: u64) -
     let esr = Esr(ESR_EL1.get());
     let far = FAR_EL1.get();
     crate::panic::fatal(
-        format_args!("kernel stack overflow in {} (sp={:#x})", crate::panic::current_context_name(), overflowed_sp + core::mem::size_of::<TrapFrame>() as u64),
+        format_args!(
+            "kernel stack overflow in {} (sp={:#x})",
+            crate::panic::current_context_name(),
+            overflowed_sp + core::mem::size_of::<TrapFrame>() as u64
+        ),
         |out| write_report(out, frame, esr, far, overflowed_sp),
     )
 }

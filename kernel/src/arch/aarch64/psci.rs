@@ -19,10 +19,14 @@ fn call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     if USE_SMC.load(Ordering::Relaxed) {
         // SAFETY: a PSCI call per the SMC calling convention; x0-x3 are arguments/results and the
         // firmware (QEMU) preserves the other registers.
-        unsafe { core::arch::asm!("smc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, options(nostack)) };
+        unsafe {
+            core::arch::asm!("smc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, options(nostack))
+        };
     } else {
         // SAFETY: as above, through the hypervisor conduit.
-        unsafe { core::arch::asm!("hvc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, options(nostack)) };
+        unsafe {
+            core::arch::asm!("hvc #0", inout("x0") x0, in("x1") a1, in("x2") a2, in("x3") a3, options(nostack))
+        };
     }
     x0 as i64
 }

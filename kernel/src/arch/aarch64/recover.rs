@@ -93,7 +93,8 @@ unsafe extern "C" {
 }
 
 /// The armed recovery point of each CPU (null when none).
-static ARMED: [AtomicPtr<RecoveryPoint>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static ARMED: [AtomicPtr<RecoveryPoint>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 /// Abort requested by an interrupt handler for the protected call running on each CPU.
 static ABORT_REQUEST: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
@@ -117,20 +118,34 @@ pub fn catch<F: FnOnce() -> R, R>(f: F) -> Result<R, Caught> {
         }
     }
 
-    let mut call = Call { f: Some(f), result: None };
-    let point = UnsafeCell::new(RecoveryPoint { gprs: [0; 13], fprs: [0; 8], caught: None });
+    let mut call = Call {
+        f: Some(f),
+        result: None,
+    };
+    let point = UnsafeCell::new(RecoveryPoint {
+        gprs: [0; 13],
+        fprs: [0; 8],
+        caught: None,
+    });
     let cpu = cpu_index();
     let previous = ARMED[cpu].swap(point.get(), Ordering::AcqRel);
     // SAFETY: `point` outlives the call and `trampoline::<F, R>` matches the argument type. If the
     // closure faults, `recovery_resume` restores the callee-saved state captured here, so this
     // frame continues as if `protected_call` had returned 1.
     let status = unsafe {
-        protected_call(point.get().cast::<u8>(), trampoline::<F, R>, (&raw mut call).cast::<u8>())
+        protected_call(
+            point.get().cast::<u8>(),
+            trampoline::<F, R>,
+            (&raw mut call).cast::<u8>(),
+        )
     };
     ARMED[cpu].store(previous, Ordering::Release);
     ABORT_REQUEST[cpu].store(ABORT_NONE, Ordering::Relaxed);
     if status == 0 {
-        Ok(call.result.take().expect("protected_call returned normally, so the closure ran"))
+        Ok(call
+            .result
+            .take()
+            .expect("protected_call returned normally, so the closure ran"))
     } else {
         // SAFETY: the exception path finished writing `caught` before resuming here; nothing
         // else refers to `point` any more.

@@ -103,7 +103,13 @@ impl GicV2 {
     /// interface, mapped as device memory for good.
     pub unsafe fn new(gicd: usize, gicc: usize) -> Self {
         // SAFETY: forwarded from the caller.
-        unsafe { Self { gicd: Mmio::new(gicd), gicc: Mmio::new(gicc), config: IrqSpinLock::new(()) } }
+        unsafe {
+            Self {
+                gicd: Mmio::new(gicd),
+                gicc: Mmio::new(gicc),
+                config: IrqSpinLock::new(()),
+            }
+        }
     }
 
     /// Distributor setup, once at boot: every SPI disabled, level-triggered, default priority,
@@ -124,7 +130,8 @@ impl GicV2 {
         for n in 2..(words * 2) {
             gicd.ICFGR[n].set(0);
         }
-        gicd.CTLR.write(GICD_CTLR::ENABLE_GRP0::SET + GICD_CTLR::ENABLE_GRP1::SET);
+        gicd.CTLR
+            .write(GICD_CTLR::ENABLE_GRP0::SET + GICD_CTLR::ENABLE_GRP1::SET);
     }
 
     /// Sets byte `irq % 4` of 32-bit register `irq / 4` in an array of byte fields.
@@ -155,7 +162,9 @@ impl InterruptController for GicV2 {
         }
         self.gicc.PMR.write(GICC_PMR::PRIORITY.val(0xff));
         self.gicc.BPR.set(0);
-        self.gicc.CTLR.write(GICC_CTLR::ENABLE_GRP0::SET + GICC_CTLR::ENABLE_GRP1::SET);
+        self.gicc
+            .CTLR
+            .write(GICC_CTLR::ENABLE_GRP0::SET + GICC_CTLR::ENABLE_GRP1::SET);
     }
 
     fn enable(&self, irq: IrqId, trigger: Trigger, priority: u8) {
@@ -184,7 +193,10 @@ impl InterruptController for GicV2 {
     fn acknowledge(&self) -> Option<Acknowledged> {
         let raw = self.gicc.IAR.get();
         let id = raw & 0x3ff;
-        (id < IrqId::LIMIT).then_some(Acknowledged { irq: IrqId(id), raw })
+        (id < IrqId::LIMIT).then_some(Acknowledged {
+            irq: IrqId(id),
+            raw,
+        })
     }
 
     fn end_of_interrupt(&self, ack: Acknowledged) {

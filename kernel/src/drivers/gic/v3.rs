@@ -192,7 +192,9 @@ impl GicV3 {
             gicd.ICFGR[n].set(0);
         }
         self.wait_for_rwp();
-        gicd.CTLR.write(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1A::SET + GICD_CTLR::ENABLE_GRP0::SET);
+        gicd.CTLR.write(
+            GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1A::SET + GICD_CTLR::ENABLE_GRP0::SET,
+        );
         self.wait_for_rwp();
     }
 
@@ -211,7 +213,11 @@ impl GicV3 {
             if typer.is_set(GICR_TYPER::LAST) {
                 return None;
             }
-            offset += if typer.is_set(GICR_TYPER::VLPIS) { GICR_STRIDE_VLPI } else { GICR_STRIDE };
+            offset += if typer.is_set(GICR_TYPER::VLPIS) {
+                GICR_STRIDE_VLPI
+            } else {
+                GICR_STRIDE
+            };
         }
         None
     }
@@ -234,7 +240,10 @@ impl InterruptController for GicV3 {
 
     fn init_cpu(&self) {
         let Some(base) = self.find_redistributor(mpidr_affinity()) else {
-            log::error!("GICv3: no redistributor for CPU affinity {:#x}; interrupts stay off", mpidr_affinity());
+            log::error!(
+                "GICv3: no redistributor for CPU affinity {:#x}; interrupts stay off",
+                mpidr_affinity()
+            );
             return;
         };
         self.gicr_of_cpu[cpu_index()].store(base, Ordering::Release);
@@ -299,7 +308,10 @@ impl InterruptController for GicV3 {
 
     fn acknowledge(&self) -> Option<Acknowledged> {
         let raw = (icc::read_iar1() & 0xff_ffff) as u32;
-        (raw < IrqId::LIMIT).then_some(Acknowledged { irq: IrqId(raw), raw })
+        (raw < IrqId::LIMIT).then_some(Acknowledged {
+            irq: IrqId(raw),
+            raw,
+        })
     }
 
     fn end_of_interrupt(&self, ack: Acknowledged) {
