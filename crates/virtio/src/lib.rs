@@ -30,6 +30,11 @@ mod queue;
 mod request;
 mod transport;
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+
+#[cfg(test)]
+mod tests;
 
 pub use block::{
     BlockDevice, Completion, DeviceInfo, DriverConfig, InterruptReport, MIN_QUEUE_SIZE,
