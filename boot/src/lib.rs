@@ -27,7 +27,8 @@ pub const MAIR_IDX_NORMAL_NC: u64 = 2;
 
 /// MAIR_EL1 as programmed at boot: attr0 = Device-nGnRE (0x04), attr1 = Normal inner/outer
 /// write-back RW-allocate (0xff), attr2 = Normal non-cacheable (0x44).
-pub const MAIR_EL1: u64 =
-    (0x04 << (8 * MAIR_IDX_DEVICE)) | (0xff << (8 * MAIR_IDX_NORMAL)) | (0x44 << (8 * MAIR_IDX_NORMAL_NC));
+pub const MAIR_EL1: u64 = (0x04 << (8 * MAIR_IDX_DEVICE))
+    | (0xff << (8 * MAIR_IDX_NORMAL))
+    | (0x44 << (8 * MAIR_IDX_NORMAL_NC));
 
 core::arch::global_asm!(include_str!("entry.s"), mair = const MAIR_EL1);

@@ -27,19 +27,123 @@ struct Config {
 }
 
 const CONFIGS: &[Config] = &[
-    Config { machine: "virt", cpu: "cortex-a72", memory: "128M", smp: 1, entry_el: 1, gic: 2, loader: false },
-    Config { machine: "virt", cpu: "cortex-a53", memory: "64M", smp: 1, entry_el: 1, gic: 2, loader: false },
-    Config { machine: "virt", cpu: "cortex-a57", memory: "512M", smp: 8, entry_el: 1, gic: 2, loader: false },
-    Config { machine: "virt", cpu: "max", memory: "2G", smp: 4, entry_el: 1, gic: 2, loader: false },
-    Config { machine: "virt,virtualization=on", cpu: "cortex-a72", memory: "256M", smp: 2, entry_el: 2, gic: 2, loader: false },
-    Config { machine: "virt,virtualization=on", cpu: "max", memory: "128M", smp: 1, entry_el: 2, gic: 2, loader: false },
-    Config { machine: "virt,secure=on", cpu: "cortex-a57", memory: "256M", smp: 1, entry_el: 1, gic: 2, loader: false },
-    Config { machine: "virt,gic-version=3", cpu: "max", memory: "4G", smp: 4, entry_el: 1, gic: 3, loader: false },
-    Config { machine: "virt,gic-version=3", cpu: "cortex-a53", memory: "64M", smp: 8, entry_el: 1, gic: 3, loader: false },
-    Config { machine: "virt,gic-version=3,virtualization=on", cpu: "cortex-a72", memory: "1G", smp: 4, entry_el: 2, gic: 3, loader: false },
-    Config { machine: "virt,secure=on", cpu: "cortex-a72", memory: "128M", smp: 1, entry_el: 3, gic: 2, loader: true },
-    Config { machine: "virt,secure=on,gic-version=3", cpu: "max", memory: "1G", smp: 2, entry_el: 3, gic: 3, loader: true },
-    Config { machine: "virt,secure=on,virtualization=on", cpu: "cortex-a57", memory: "128M", smp: 1, entry_el: 3, gic: 2, loader: true },
+    Config {
+        machine: "virt",
+        cpu: "cortex-a72",
+        memory: "128M",
+        smp: 1,
+        entry_el: 1,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt",
+        cpu: "cortex-a53",
+        memory: "64M",
+        smp: 1,
+        entry_el: 1,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt",
+        cpu: "cortex-a57",
+        memory: "512M",
+        smp: 8,
+        entry_el: 1,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt",
+        cpu: "max",
+        memory: "2G",
+        smp: 4,
+        entry_el: 1,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt,virtualization=on",
+        cpu: "cortex-a72",
+        memory: "256M",
+        smp: 2,
+        entry_el: 2,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt,virtualization=on",
+        cpu: "max",
+        memory: "128M",
+        smp: 1,
+        entry_el: 2,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt,secure=on",
+        cpu: "cortex-a57",
+        memory: "256M",
+        smp: 1,
+        entry_el: 1,
+        gic: 2,
+        loader: false,
+    },
+    Config {
+        machine: "virt,gic-version=3",
+        cpu: "max",
+        memory: "4G",
+        smp: 4,
+        entry_el: 1,
+        gic: 3,
+        loader: false,
+    },
+    Config {
+        machine: "virt,gic-version=3",
+        cpu: "cortex-a53",
+        memory: "64M",
+        smp: 8,
+        entry_el: 1,
+        gic: 3,
+        loader: false,
+    },
+    Config {
+        machine: "virt,gic-version=3,virtualization=on",
+        cpu: "cortex-a72",
+        memory: "1G",
+        smp: 4,
+        entry_el: 2,
+        gic: 3,
+        loader: false,
+    },
+    Config {
+        machine: "virt,secure=on",
+        cpu: "cortex-a72",
+        memory: "128M",
+        smp: 1,
+        entry_el: 3,
+        gic: 2,
+        loader: true,
+    },
+    Config {
+        machine: "virt,secure=on,gic-version=3",
+        cpu: "max",
+        memory: "1G",
+        smp: 2,
+        entry_el: 3,
+        gic: 3,
+        loader: true,
+    },
+    Config {
+        machine: "virt,secure=on,virtualization=on",
+        cpu: "cortex-a57",
+        memory: "128M",
+        smp: 1,
+        entry_el: 3,
+        gic: 2,
+        loader: true,
+    },
 ];
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,7 +184,10 @@ impl Config {
 
 /// Runs `command` with `input` on its standard input; returns (success, output).
 fn run_with_timeout(mut command: Command, input: &[u8]) -> (bool, String) {
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => return (false, format!("cannot start {command:?}: {err}")),
@@ -113,7 +220,10 @@ fn run_with_timeout(mut command: Command, input: &[u8]) -> (bool, String) {
     }
     match status {
         Some(status) => (status.success(), output),
-        None => (false, format!("{output}\n(timed out after {} s)", BOOT_TIMEOUT.as_secs())),
+        None => (
+            false,
+            format!("{output}\n(timed out after {} s)", BOOT_TIMEOUT.as_secs()),
+        ),
     }
 }
 
@@ -131,10 +241,14 @@ fn boot_with_kernel(config: &Config) -> (bool, String) {
 
 /// Shrinks a dumped DTB to its used size (QEMU pads it to 1 MiB), patching `totalsize`.
 fn compact_dtb(dtb: &[u8]) -> Option<Vec<u8>> {
-    let word = |offset: usize| Some(u32::from_be_bytes(dtb.get(offset..offset + 4)?.try_into().ok()?) as usize);
+    let word = |offset: usize| {
+        Some(u32::from_be_bytes(dtb.get(offset..offset + 4)?.try_into().ok()?) as usize)
+    };
     let (off_struct, off_strings) = (word(8)?, word(12)?);
     let (size_strings, size_struct) = (word(32)?, word(36)?);
-    let used = (off_strings + size_strings).max(off_struct + size_struct).next_multiple_of(8);
+    let used = (off_strings + size_strings)
+        .max(off_struct + size_struct)
+        .next_multiple_of(8);
     let mut out = dtb.get(..used)?.to_vec();
     out[4..8].copy_from_slice(&u32::try_from(used).ok()?.to_be_bytes());
     Some(out)
@@ -143,32 +257,76 @@ fn compact_dtb(dtb: &[u8]) -> Option<Vec<u8>> {
 fn boot_with_loader(config: &Config, image: &Path, work: &Path) -> (bool, String) {
     let dumped = work.join("bootmatrix.dtb");
     let status = Command::new("qemu-system-aarch64")
-        .args(["-M", &format!("{},dumpdtb={}", config.machine, dumped.display())])
-        .args(["-cpu", config.cpu, "-m", config.memory, "-smp", &config.smp.to_string(), "-display", "none"])
+        .args([
+            "-M",
+            &format!("{},dumpdtb={}", config.machine, dumped.display()),
+        ])
+        .args([
+            "-cpu",
+            config.cpu,
+            "-m",
+            config.memory,
+            "-smp",
+            &config.smp.to_string(),
+            "-display",
+            "none",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let Some(dtb) = status.ok().filter(|s| s.success()).and_then(|_| std::fs::read(&dumped).ok()) else {
+    let Some(dtb) = status
+        .ok()
+        .filter(|s| s.success())
+        .and_then(|_| std::fs::read(&dumped).ok())
+    else {
         return (false, "could not dump the DTB".to_string());
     };
-    let Some(small) = compact_dtb(&dtb) else { return (false, "dumped DTB is malformed".to_string()) };
+    let Some(small) = compact_dtb(&dtb) else {
+        return (false, "dumped DTB is malformed".to_string());
+    };
     let dtb_path = work.join("bootmatrix-compact.dtb");
     if let Err(err) = std::fs::write(&dtb_path, small) {
         return (false, format!("cannot write {}: {err}", dtb_path.display()));
     }
     let mut command = Command::new("qemu-system-aarch64");
     command
-        .args(["-M", config.machine, "-cpu", config.cpu, "-m", config.memory, "-smp", &config.smp.to_string()])
-        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-semihosting"])
+        .args([
+            "-M",
+            config.machine,
+            "-cpu",
+            config.cpu,
+            "-m",
+            config.memory,
+            "-smp",
+            &config.smp.to_string(),
+        ])
+        .args([
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-semihosting",
+        ])
         .args(["-dtb", &dtb_path.display().to_string()])
-        .args(["-device", &format!("loader,file={},addr=0x40080000,force-raw=on", image.display())])
+        .args([
+            "-device",
+            &format!(
+                "loader,file={},addr=0x40080000,force-raw=on",
+                image.display()
+            ),
+        ])
         .args(["-device", "loader,addr=0x40080000,cpu-num=0"]);
     run_with_timeout(command, b"mem\rdtb\rpoweroff\r")
 }
 
 /// Builds the kernel and its Image (through the runner's own conversion).
 fn build_image() -> Result<(PathBuf, PathBuf), String> {
-    let status = cargo().args(["build", "-q"]).status().map_err(|e| format!("cargo build: {e}"))?;
+    let status = cargo()
+        .args(["build", "-q"])
+        .status()
+        .map_err(|e| format!("cargo build: {e}"))?;
     if !status.success() {
         return Err("cargo build failed".to_string());
     }
@@ -187,13 +345,26 @@ pub fn run() -> Step {
         Ok((_elf, image)) => image,
         Err(err) => {
             eprintln!("boot matrix: {err}");
-            return Step { name: "boot matrix".to_string(), ok: false, counts, seconds: 0.0 };
+            return Step {
+                name: "boot matrix".to_string(),
+                ok: false,
+                counts,
+                seconds: 0.0,
+            };
         }
     };
     let work = image.parent().map(Path::to_path_buf).unwrap_or_default();
     for config in CONFIGS {
-        let (exited_ok, output) = if config.loader { boot_with_loader(config, &image, &work) } else { boot_with_kernel(config) };
-        let missing: Vec<String> = config.expected_lines().into_iter().filter(|line| !output.contains(line.as_str())).collect();
+        let (exited_ok, output) = if config.loader {
+            boot_with_loader(config, &image, &work)
+        } else {
+            boot_with_kernel(config)
+        };
+        let missing: Vec<String> = config
+            .expected_lines()
+            .into_iter()
+            .filter(|line| !output.contains(line.as_str()))
+            .collect();
         if exited_ok && missing.is_empty() {
             counts.passed += 1;
             println!("boot {} ... ok", config.name());
@@ -206,10 +377,22 @@ pub fn run() -> Step {
             for line in &missing {
                 println!("  missing from the output: {line}");
             }
-            println!("  output:\n{}", output.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n"));
+            println!(
+                "  output:\n{}",
+                output
+                    .lines()
+                    .map(|l| format!("    | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
     }
-    Step { name: "boot matrix".to_string(), ok: counts.failed == 0, counts, seconds: start.elapsed().as_secs_f64() }
+    Step {
+        name: "boot matrix".to_string(),
+        ok: counts.failed == 0,
+        counts,
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 #[cfg(test)]

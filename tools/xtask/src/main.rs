@@ -16,7 +16,15 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 /// Crates tested on the host.
-const HOST_PACKAGES: &[&str] = &["devicetree", "pagetable", "virtio", "reclaim", "runner", "sim", "xtask"];
+const HOST_PACKAGES: &[&str] = &[
+    "devicetree",
+    "pagetable",
+    "virtio",
+    "reclaim",
+    "runner",
+    "sim",
+    "xtask",
+];
 /// The QEMU tier runs once per CPU model: without and with FEAT_HAFDBS.
 const QEMU_CPUS: &[&str] = &["cortex-a72", "max"];
 
@@ -63,7 +71,12 @@ fn run_counting(name: &str, mut command: Command) -> Step {
             None
         }
     };
-    Step { name: name.to_string(), ok: status.is_some_and(|s| s.success()), counts, seconds: start.elapsed().as_secs_f64() }
+    Step {
+        name: name.to_string(),
+        ok: status.is_some_and(|s| s.success()),
+        counts,
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 /// The number just before `label` in a `test result:` line (`12 passed`).
@@ -86,7 +99,9 @@ fn host_tier() -> Step {
 
 fn qemu_tier(cpu: &str) -> Step {
     let mut command = cargo();
-    command.args(["test", "--no-fail-fast"]).env("QEMU_CPU", cpu);
+    command
+        .args(["test", "--no-fail-fast"])
+        .env("QEMU_CPU", cpu);
     run_counting(&format!("QEMU tier, -cpu {cpu}"), command)
 }
 
@@ -101,7 +116,11 @@ fn lint() -> Vec<Step> {
         host.args(["-p", package]);
     }
     host.args(["--", "-D", "warnings"]);
-    vec![run_counting("rustfmt", fmt), run_counting("clippy (kernel)", kernel), run_counting("clippy (host)", host)]
+    vec![
+        run_counting("rustfmt", fmt),
+        run_counting("clippy (kernel)", kernel),
+        run_counting("clippy (host)", host),
+    ]
 }
 
 fn summarize(steps: &[Step]) -> ExitCode {
@@ -110,22 +129,44 @@ fn summarize(steps: &[Step]) -> ExitCode {
     for step in steps {
         all_ok &= step.ok;
         let counts = if step.counts.passed + step.counts.failed > 0 {
-            format!("{} passed, {} failed", step.counts.passed, step.counts.failed)
+            format!(
+                "{} passed, {} failed",
+                step.counts.passed, step.counts.failed
+            )
         } else {
             String::new()
         };
-        println!("{:<6} {:<32} {:>7.1}s  {counts}", if step.ok { "ok" } else { "FAILED" }, step.name, step.seconds);
+        println!(
+            "{:<6} {:<32} {:>7.1}s  {counts}",
+            if step.ok { "ok" } else { "FAILED" },
+            step.name,
+            step.seconds
+        );
     }
     let total: u64 = steps.iter().map(|s| s.counts.passed).sum();
-    println!("{} ({total} tests passed in all)", if all_ok { "all green" } else { "FAILURES above" });
-    if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    println!(
+        "{} ({total} tests passed in all)",
+        if all_ok {
+            "all green"
+        } else {
+            "FAILURES above"
+        }
+    );
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn main() -> ExitCode {
     // Run from the workspace root whatever the caller's directory.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     if let Err(err) = std::env::set_current_dir(&root) {
-        eprintln!("xtask: cannot enter the workspace root {}: {err}", root.display());
+        eprintln!(
+            "xtask: cannot enter the workspace root {}: {err}",
+            root.display()
+        );
         return ExitCode::from(2);
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -154,7 +195,8 @@ mod tests {
 
     #[test]
     fn counts_come_from_libtest_summary_lines() {
-        let line = "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 1 filtered out; finished in 0.41s";
+        let line =
+            "ok. 12 passed; 3 failed; 0 ignored; 0 measured; 1 filtered out; finished in 0.41s";
         assert_eq!(count_before(line, " passed"), 12);
         assert_eq!(count_before(line, " failed"), 3);
         assert_eq!(count_before("FAILED. 0 passed; 1 failed;", " failed"), 1);
