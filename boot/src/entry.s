@@ -12,16 +12,13 @@
     add     \dst, \dst, :lo12:\sym
 .endm
 
-// SCR_EL3: lower levels AArch64 (RW), non-secure (NS), bits 5:4 RES1. HCE (HVC enable) is added
-// only when EL2 exists.
-.equ SCR_EL3_BASE,        (1 << 10) | (3 << 4) | (1 << 0)
-.equ SCR_EL3_HCE,         (1 << 8)
+// SCR_EL3: EL1 is AArch64 (RW), secure (NS = 0), bits 5:4 RES1.
+.equ SCR_EL3_SECURE_EL1,  (1 << 10) | (3 << 4)
 // HCR_EL2.RW: EL1 runs AArch64. Nothing else is virtualised or trapped.
 .equ HCR_EL2_RW,          (1 << 31)
 // CPTR_EL2 with its RES1 bits and TFP = 0: FP/SIMD not trapped.
 .equ CPTR_EL2_NO_TRAPS,   0x33ff
-// SPSR for the eret to EL2h / EL1h with D, A, I, F masked.
-.equ SPSR_EL2H_MASKED,    0x3c9
+// SPSR for the eret to EL1h with D, A, I, F masked.
 .equ SPSR_EL1H_MASKED,    0x3c5
 // ICC_SRE_ELx: SRE (system register interface) | DFB | DIB | Enable (lower EL may use it).
 .equ ICC_SRE_EL3_VALUE,   0xf
@@ -87,26 +84,23 @@ primary_entry:
     b       in_el1
 
 from_el3:
-    mrs     x0, id_aa64pfr0_el1
-    ubfx    x1, x0, #8, #4          // EL2 implemented?
-    mov     x2, #SCR_EL3_BASE
-    cbz     x1, 1f
-    orr     x2, x2, #SCR_EL3_HCE
-1:  msr     scr_el3, x2
+    // Entered at EL3 (no firmware): continue in Secure EL1. With nothing at EL3 to hand
+    // interrupts to the normal world, the kernel keeps the secure view of the GIC, where it can
+    // configure interrupt groups itself. EL2 does not exist in the secure state, so go straight
+    // to EL1.
+    mov     x2, #SCR_EL3_SECURE_EL1
+    msr     scr_el3, x2
     msr     cptr_el3, xzr           // FP/SIMD not trapped to EL3
+    mrs     x0, id_aa64pfr0_el1
     ubfx    x2, x0, #24, #4         // GICv3 system registers implemented?
-    cbz     x2, 2f
+    cbz     x2, 1f
     mrs     x3, S3_6_C12_C12_5      // ICC_SRE_EL3
     orr     x3, x3, #ICC_SRE_EL3_VALUE
     msr     S3_6_C12_C12_5, x3
     isb
-2:  cbz     x1, 3f
-    mov     x3, #SPSR_EL2H_MASKED
-    adr     x4, from_el2
-    b       4f
-3:  mov     x3, #SPSR_EL1H_MASKED
+1:  mov     x3, #SPSR_EL1H_MASKED
+    msr     spsr_el3, x3
     adr     x4, in_el1
-4:  msr     spsr_el3, x3
     msr     elr_el3, x4
     eret
 

@@ -9,6 +9,10 @@
 //! extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> !
 //! ```
 //!
+//! Entered at EL2 it continues in non-secure EL1. Entered at EL3 (a firmware-style boot with no
+//! firmware) it continues in Secure EL1, so that the kernel sees the secure view of the GIC and
+//! can route interrupts to itself; `entry_el` tells the kernel which case it is in.
+//!
 //! It starts at EL1 on the boot stack (`__boot_stack_top`, see `linker.ld`) with the MMU on, all
 //! interrupts masked and boot page tables that map, at `KERNEL_VIRT_OFFSET + PA`, the GiB of RAM
 //! holding the image, the GiB holding the DTB, and GiB 0 (the MMIO region) as device memory.

@@ -58,19 +58,24 @@ pub fn enable_rx_interrupt() {
     if let Some(uart) = uart() {
         RX_INTERRUPTS.store(true, Ordering::Release);
         uart.enable_rx_interrupt();
+        // Bytes that arrived before (their interrupt was cleared by the UART's initialisation)
+        // would otherwise sit in the FIFO with no interrupt to announce them.
+        handle_irq();
     }
 }
 
 /// Receive interrupt: moves bytes from the UART FIFO into the input buffer.
 pub fn handle_irq() {
     let Some(uart) = uart() else { return };
+    // Acknowledge before draining: a byte that arrives after the last read then raises a new
+    // interrupt instead of having its interrupt cleared unseen.
+    uart.clear_interrupts();
     let mut input = INPUT.lock();
     while let Some(byte) = uart.read_byte() {
         if !input.push(byte) {
             INPUT_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    uart.clear_interrupts();
 }
 
 /// Next input byte if one is waiting.

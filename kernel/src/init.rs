@@ -108,7 +108,7 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     }
 
     mm::init(machine, dtb_pa, fdt.total_size() as u64);
-    init_interrupts(machine);
+    init_interrupts(machine, entry_el == 3);
 
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
@@ -159,8 +159,9 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
 static GICV2: Once<gic::v2::GicV2> = Once::new();
 static GICV3: Once<gic::v3::GicV3> = Once::new();
 
-/// Interrupt controller, timer tick and console input interrupt.
-fn init_interrupts(machine: &MachineInfo<'static>) {
+/// Interrupt controller, timer tick and console input interrupt. `secure`: the kernel runs in
+/// Secure EL1 (entered at EL3).
+fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
     let distributor = mm::phys_to_virt(crate::mm::PhysAddr::new(machine.gic.distributor.base));
     let controller: &'static dyn InterruptController = match &machine.gic.kind {
         GicKind::V2 { cpu_interface } => {
@@ -184,6 +185,7 @@ fn init_interrupts(machine: &MachineInfo<'static>) {
                     distributor,
                     mm::phys_to_virt(crate::mm::PhysAddr::new(region.base)),
                     region.size as usize,
+                    secure,
                 )
             });
             gic.init_distributor();

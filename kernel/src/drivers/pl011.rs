@@ -128,7 +128,7 @@ impl Pl011 {
         self.registers.base()
     }
 
-    /// Programs 115200 8N1 with FIFOs and enables transmit and receive.
+    /// Programs 115200 8N1 and enables transmit and receive.
     pub fn init(&self, clock_hz: u32) {
         let regs = &self.registers;
         self.flush();
@@ -141,7 +141,14 @@ impl Pl011 {
             .write(IBRD::BAUD_DIVINT.val((divisor_x64 >> 6) as u32));
         regs.FBRD
             .write(FBRD::BAUD_DIVFRAC.val((divisor_x64 & 0x3f) as u32));
-        regs.LCR_H.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
+        // Keep the FIFO setting as found: changing FEN empties the receive FIFO, which would drop
+        // input typed (or piped) before the kernel got here.
+        let fifo = if regs.LCR_H.is_set(LCR_H::FEN) {
+            LCR_H::FEN::SET
+        } else {
+            LCR_H::FEN::CLEAR
+        };
+        regs.LCR_H.write(LCR_H::WLEN::EightBit + fifo);
         regs.IFLS.write(IFLS::RXIFLSEL::OneEighth);
         regs.CR.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
@@ -178,7 +185,7 @@ impl Pl011 {
         None
     }
 
-    /// Acknowledges the receive interrupts (after draining the FIFO).
+    /// Acknowledges the receive interrupts (before draining the FIFO).
     pub fn clear_interrupts(&self) {
         self.registers.ICR.write(ICR::ALL::SET);
     }

@@ -26,124 +26,21 @@ struct Config {
     loader: bool,
 }
 
+#[rustfmt::skip]
 const CONFIGS: &[Config] = &[
-    Config {
-        machine: "virt",
-        cpu: "cortex-a72",
-        memory: "128M",
-        smp: 1,
-        entry_el: 1,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt",
-        cpu: "cortex-a53",
-        memory: "64M",
-        smp: 1,
-        entry_el: 1,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt",
-        cpu: "cortex-a57",
-        memory: "512M",
-        smp: 8,
-        entry_el: 1,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt",
-        cpu: "max",
-        memory: "2G",
-        smp: 4,
-        entry_el: 1,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt,virtualization=on",
-        cpu: "cortex-a72",
-        memory: "256M",
-        smp: 2,
-        entry_el: 2,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt,virtualization=on",
-        cpu: "max",
-        memory: "128M",
-        smp: 1,
-        entry_el: 2,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt,secure=on",
-        cpu: "cortex-a57",
-        memory: "256M",
-        smp: 1,
-        entry_el: 1,
-        gic: 2,
-        loader: false,
-    },
-    Config {
-        machine: "virt,gic-version=3",
-        cpu: "max",
-        memory: "4G",
-        smp: 4,
-        entry_el: 1,
-        gic: 3,
-        loader: false,
-    },
-    Config {
-        machine: "virt,gic-version=3",
-        cpu: "cortex-a53",
-        memory: "64M",
-        smp: 8,
-        entry_el: 1,
-        gic: 3,
-        loader: false,
-    },
-    Config {
-        machine: "virt,gic-version=3,virtualization=on",
-        cpu: "cortex-a72",
-        memory: "1G",
-        smp: 4,
-        entry_el: 2,
-        gic: 3,
-        loader: false,
-    },
-    Config {
-        machine: "virt,secure=on",
-        cpu: "cortex-a72",
-        memory: "128M",
-        smp: 1,
-        entry_el: 3,
-        gic: 2,
-        loader: true,
-    },
-    Config {
-        machine: "virt,secure=on,gic-version=3",
-        cpu: "max",
-        memory: "1G",
-        smp: 2,
-        entry_el: 3,
-        gic: 3,
-        loader: true,
-    },
-    Config {
-        machine: "virt,secure=on,virtualization=on",
-        cpu: "cortex-a57",
-        memory: "128M",
-        smp: 1,
-        entry_el: 3,
-        gic: 2,
-        loader: true,
-    },
+    Config { machine: "virt", cpu: "cortex-a72", memory: "128M", smp: 1, entry_el: 1, gic: 2, loader: false },
+    Config { machine: "virt", cpu: "cortex-a53", memory: "64M", smp: 1, entry_el: 1, gic: 2, loader: false },
+    Config { machine: "virt", cpu: "cortex-a57", memory: "512M", smp: 8, entry_el: 1, gic: 2, loader: false },
+    Config { machine: "virt", cpu: "max", memory: "2G", smp: 4, entry_el: 1, gic: 2, loader: false },
+    Config { machine: "virt,virtualization=on", cpu: "cortex-a72", memory: "256M", smp: 2, entry_el: 2, gic: 2, loader: false },
+    Config { machine: "virt,virtualization=on", cpu: "max", memory: "128M", smp: 1, entry_el: 2, gic: 2, loader: false },
+    Config { machine: "virt,secure=on", cpu: "cortex-a57", memory: "256M", smp: 1, entry_el: 1, gic: 2, loader: false },
+    Config { machine: "virt,gic-version=3", cpu: "max", memory: "4G", smp: 4, entry_el: 1, gic: 3, loader: false },
+    Config { machine: "virt,gic-version=3", cpu: "cortex-a53", memory: "64M", smp: 8, entry_el: 1, gic: 3, loader: false },
+    Config { machine: "virt,gic-version=3,virtualization=on", cpu: "cortex-a72", memory: "1G", smp: 4, entry_el: 2, gic: 3, loader: false },
+    Config { machine: "virt,secure=on", cpu: "cortex-a72", memory: "128M", smp: 1, entry_el: 3, gic: 2, loader: true },
+    Config { machine: "virt,secure=on,gic-version=3", cpu: "max", memory: "1G", smp: 2, entry_el: 3, gic: 3, loader: true },
+    Config { machine: "virt,secure=on,virtualization=on", cpu: "cortex-a57", memory: "128M", smp: 1, entry_el: 3, gic: 2, loader: true },
 ];
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -337,7 +234,8 @@ fn build_image() -> Result<(PathBuf, PathBuf), String> {
     Ok((elf, image))
 }
 
-pub fn run() -> Step {
+/// Boots every configuration whose name contains `filter` (all when empty).
+pub fn run(filter: &str) -> Step {
     eprintln!("\n==> boot matrix");
     let start = Instant::now();
     let mut counts = Counts::default();
@@ -354,7 +252,10 @@ pub fn run() -> Step {
         }
     };
     let work = image.parent().map(Path::to_path_buf).unwrap_or_default();
-    for config in CONFIGS {
+    for config in CONFIGS
+        .iter()
+        .filter(|config| config.name().contains(filter))
+    {
         let (exited_ok, output) = if config.loader {
             boot_with_loader(config, &image, &work)
         } else {

@@ -5,7 +5,7 @@
 //!   a summary and exits non-zero if anything failed. This is what CI runs.
 //! - `host`: host tier only (`cargo test --target host-tuple` for the host-testable crates).
 //! - `qemu`: QEMU tier only, on both CPUs.
-//! - `boot-matrix`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
+//! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
 //! - `lint`: rustfmt check and clippy (kernel target and host) with warnings as errors.
 
@@ -174,15 +174,15 @@ fn main() -> ExitCode {
         Some("test") => {
             let mut steps = vec![host_tier()];
             steps.extend(QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)));
-            steps.push(bootmatrix::run());
+            steps.push(bootmatrix::run(""));
             steps
         }
         Some("host") => vec![host_tier()],
         Some("qemu") => QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)).collect(),
-        Some("boot-matrix") => vec![bootmatrix::run()],
+        Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
         _ => {
-            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix|lint");
+            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint");
             return ExitCode::from(2);
         }
     };

@@ -113,7 +113,12 @@ impl GicV2 {
     }
 
     /// Distributor setup, once at boot: every SPI disabled, level-triggered, default priority,
-    /// routed to CPU 0; then forwarding enabled.
+    /// routed to CPU 0, in group 0; then forwarding enabled.
+    ///
+    /// Groups: without security extensions, or seen from the secure side (the kernel entered at
+    /// EL3), group 0 interrupts reach the CPU as IRQs (GICC_CTLR.FIQEn stays 0). Seen from the
+    /// non-secure side the group registers ignore writes and QEMU has already made every
+    /// interrupt non-secure group 1, which the non-secure CPU interface signals as IRQs.
     pub fn init_distributor(&self) {
         let gicd = &self.gicd;
         gicd.CTLR.set(0);
@@ -122,6 +127,7 @@ impl GicV2 {
             gicd.ICENABLER[n].set(u32::MAX);
             gicd.ICPENDR[n].set(u32::MAX);
             gicd.ICACTIVER[n].set(u32::MAX);
+            gicd.IGROUPR[n].set(0);
         }
         for n in 8..(words * 8) {
             gicd.IPRIORITYR[n].set(u32::from_ne_bytes([super::DEFAULT_PRIORITY; 4]));
@@ -157,6 +163,7 @@ impl InterruptController for GicV2 {
         gicd.ICENABLER[0].set(u32::MAX);
         gicd.ICPENDR[0].set(u32::MAX);
         gicd.ICACTIVER[0].set(u32::MAX);
+        gicd.IGROUPR[0].set(0);
         for n in 0..8 {
             gicd.IPRIORITYR[n].set(u32::from_ne_bytes([super::DEFAULT_PRIORITY; 4]));
         }

@@ -13,12 +13,18 @@ use tock_registers::{register_bitfields, register_structs};
 register_bitfields! {
     u32,
 
-    /// Distributor Control Register (the non-secure and single-security views share these bits).
+    /// Distributor Control Register. The non-secure view and a single-security-state GIC use
+    /// bits 0, 1 and 4 as named; in the secure view of a GIC with two security states bit 2
+    /// enables Secure Group 1, bit 4 is ARE_S and bit 5 ARE_NS.
     GICD_CTLR [
         /// Register write pending.
         RWP OFFSET(31) NUMBITS(1) [],
-        /// Affinity routing enable (ARE / ARE_NS).
+        /// Affinity routing enable for the non-secure state (secure view only).
+        ARE_NS OFFSET(5) NUMBITS(1) [],
+        /// Affinity routing enable (ARE, ARE_NS in the non-secure view, ARE_S in the secure view).
         ARE OFFSET(4) NUMBITS(1) [],
+        /// Enable Secure Group 1 interrupts (secure view).
+        ENABLE_GRP1S OFFSET(2) NUMBITS(1) [],
         /// Enable group 1 (non-secure) interrupts.
         ENABLE_GRP1A OFFSET(1) NUMBITS(1) [],
         /// Enable group 0 (single security state) / group 1 (non-secure view).
@@ -147,21 +153,37 @@ pub struct GicV3 {
     gicr_size: usize,
     /// This CPU's redistributor (kernel virtual address), found in `init_cpu`.
     gicr_of_cpu: [AtomicUsize; MAX_CPUS],
+    /// The kernel runs in the secure state: interrupts are Secure Group 1 (signalled as IRQs to
+    /// Secure EL1) instead of Non-secure Group 1.
+    secure: bool,
     config: IrqSpinLock<()>,
 }
 
 impl GicV3 {
+    /// `secure`: the kernel runs in Secure EL1 (entered at EL3).
+    ///
     /// # Safety
     /// `gicd` must be the kernel virtual address of the distributor and `gicr_base`/`gicr_size`
     /// a redistributor region, all mapped as device memory for good.
-    pub unsafe fn new(gicd: usize, gicr_base: usize, gicr_size: usize) -> Self {
+    pub unsafe fn new(gicd: usize, gicr_base: usize, gicr_size: usize, secure: bool) -> Self {
         Self {
             // SAFETY: forwarded from the caller.
             gicd: unsafe { Mmio::new(gicd) },
             gicr_base,
             gicr_size,
             gicr_of_cpu: [const { AtomicUsize::new(0) }; MAX_CPUS],
+            secure,
             config: IrqSpinLock::new(()),
+        }
+    }
+
+    /// IGROUPR and IGRPMODR values that make interrupts reach this kernel as IRQs:
+    /// Non-secure Group 1, or Secure Group 1 when running secure.
+    fn group_registers(&self) -> (u32, u32) {
+        if self.secure {
+            (0, u32::MAX)
+        } else {
+            (u32::MAX, 0)
         }
     }
 
@@ -171,19 +193,21 @@ impl GicV3 {
         }
     }
 
-    /// Distributor setup, once at boot: affinity routing on, every SPI disabled, group 1,
-    /// level-triggered, default priority, routed to the boot CPU.
+    /// Distributor setup, once at boot: affinity routing on, every SPI disabled, in the group
+    /// that reaches this kernel as IRQs, level-triggered, default priority, routed to the boot
+    /// CPU when enabled.
     pub fn init_distributor(&self) {
         let gicd = &self.gicd;
         gicd.CTLR.set(0);
         self.wait_for_rwp();
+        let (group, modifier) = self.group_registers();
         let words = (self.num_irqs() / 32) as usize;
         for n in 1..words {
             gicd.ICENABLER[n].set(u32::MAX);
             gicd.ICPENDR[n].set(u32::MAX);
             gicd.ICACTIVER[n].set(u32::MAX);
-            gicd.IGROUPR[n].set(u32::MAX);
-            gicd.IGRPMODR[n].set(0);
+            gicd.IGROUPR[n].set(group);
+            gicd.IGRPMODR[n].set(modifier);
         }
         for n in 8..(words * 8) {
             gicd.IPRIORITYR[n].set(u32::from_ne_bytes([super::DEFAULT_PRIORITY; 4]));
@@ -192,9 +216,14 @@ impl GicV3 {
             gicd.ICFGR[n].set(0);
         }
         self.wait_for_rwp();
-        gicd.CTLR.write(
-            GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1A::SET + GICD_CTLR::ENABLE_GRP0::SET,
-        );
+        if self.secure {
+            gicd.CTLR
+                .write(GICD_CTLR::ARE::SET + GICD_CTLR::ARE_NS::SET + GICD_CTLR::ENABLE_GRP1S::SET);
+        } else {
+            gicd.CTLR.write(
+                GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1A::SET + GICD_CTLR::ENABLE_GRP0::SET,
+            );
+        }
         self.wait_for_rwp();
     }
 
@@ -255,8 +284,9 @@ impl InterruptController for GicV3 {
         gicr.ICENABLER0.set(u32::MAX);
         gicr.ICPENDR0.set(u32::MAX);
         gicr.ICACTIVER0.set(u32::MAX);
-        gicr.IGROUPR0.set(u32::MAX);
-        gicr.IGRPMODR0.set(0);
+        let (group, modifier) = self.group_registers();
+        gicr.IGROUPR0.set(group);
+        gicr.IGRPMODR0.set(modifier);
         for priority in gicr.IPRIORITYR.iter() {
             priority.set(u32::from_ne_bytes([super::DEFAULT_PRIORITY; 4]));
         }
