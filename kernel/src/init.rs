@@ -71,7 +71,7 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     );
 
     let fdt = read_devicetree(dtb_pa);
-    let dtb_pa = mm::virt_to_phys(fdt.as_bytes().as_ptr() as usize).as_u64();
+    let dtb_pa = mm::ptr_to_phys(fdt.as_bytes().as_ptr()).as_u64();
     let machine = match MachineInfo::from_fdt(&fdt) {
         Ok(machine) => MACHINE.call_once(|| machine),
         Err(err) => boot_failure(format_args!("devicetree at {dtb_pa:#x}: {err}")),
@@ -93,25 +93,56 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     );
 
     if let Some(uart) = machine.uart {
+        if uart.base >= mm::layout::GIB {
+            boot_failure(format_args!(
+                "the console UART at {:#x} is outside the MMIO the boot code maps",
+                uart.base
+            ));
+        }
+        let clock = uart
+            .clock_hz
+            .map_or(crate::drivers::pl011::DEFAULT_CLOCK_HZ, |hz| hz as u32);
         // SAFETY: GiB 0 (all of QEMU virt's MMIO) is mapped as device memory by the boot tables,
-        // and by the kernel's tables from `mm::init` on.
-        unsafe {
-            console::init(
-                mm::phys_to_virt(crate::mm::PhysAddr::new(uart.base)),
-                uart.clock_hz
-                    .map_or(crate::drivers::pl011::DEFAULT_CLOCK_HZ, |hz| hz as u32),
-            )
-        };
+        // and the kernel's tables map the console UART from `mm::init` on.
+        unsafe { console::init(linear(uart.base), clock) };
     }
     if let Some(psci) = machine.psci {
         psci::set_conduit_smc(psci.method == PsciMethod::Smc);
     }
+    SECURE.store(entry_el == 3, core::sync::atomic::Ordering::Relaxed);
 
     mm::init(machine, dtb_pa, fdt.total_size() as u64);
-    init_interrupts(machine, entry_el == 3);
+    // Leave the boot stack (in .bss, no guard) for a kernel stack with a guard region.
+    let stack = match mm::stack::KernelStack::new("cpu0 boot thread") {
+        Ok(stack) => stack,
+        Err(err) => boot_failure(format_args!("no kernel stack: {err}")),
+    };
+    let top = stack.top().as_u64();
+    core::mem::forget(stack);
+    // SAFETY: `top` is the top of a mapped stack nothing else uses; `continue_boot` never returns.
+    unsafe { cpu::run_on_stack(top, continue_boot) }
+}
 
+/// Whether the kernel runs in the secure state (entered at EL3).
+static SECURE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The rest of the boot, on the boot CPU's kernel stack.
+fn continue_boot() -> ! {
+    init_interrupts(
+        machine(),
+        SECURE.load(core::sync::atomic::Ordering::Relaxed),
+    );
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
+}
+
+/// The linear-map address of MMIO or RAM at `pa` (below 2^48 on any devicetree the kernel
+/// accepted).
+fn linear(pa: u64) -> usize {
+    match mm::PhysAddr::new(pa) {
+        Ok(pa) => mm::phys_to_virt(pa).as_u64() as usize,
+        Err(err) => boot_failure(format_args!("{err}")),
+    }
 }
 
 /// Finds, validates and parses the DTB, or stops with a clear message.
@@ -125,9 +156,7 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
     } else {
         let ram_start = mm::kernel_image().start & !((1 << 30) - 1);
         // SAFETY: the boot tables map the GiB holding the image; reading its first word is harmless.
-        let magic = unsafe {
-            core::ptr::read_volatile(mm::phys_to_virt(mm::PhysAddr::new(ram_start)) as *const u32)
-        };
+        let magic = unsafe { core::ptr::read_volatile(linear(ram_start) as *const u32) };
         if u32::from_be(magic) != devicetree::FDT_MAGIC {
             boot_failure(format_args!(
                 "no devicetree: x0 = 0 and none at the start of RAM ({ram_start:#x}). QEMU passes one to a raw Image with the arm64 header; boot the Image, not the ELF"
@@ -142,7 +171,7 @@ fn read_devicetree(dtb_pa: u64) -> Fdt<'static> {
             "the devicetree at {dtb_pa:#x} is outside RAM the boot code maps"
         ));
     }
-    let va = mm::phys_to_virt(mm::PhysAddr::new(dtb_pa));
+    let va = linear(dtb_pa);
     // A DTB pointer into a hole of the physical address space faults on the first read: report
     // that instead of taking the fault.
     // SAFETY: the boot tables map the DTB's GiB; `from_ptr` reads the header before anything else
@@ -162,15 +191,12 @@ static GICV3: Once<gic::v3::GicV3> = Once::new();
 /// Interrupt controller, timer tick and console input interrupt. `secure`: the kernel runs in
 /// Secure EL1 (entered at EL3).
 fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
-    let distributor = mm::phys_to_virt(crate::mm::PhysAddr::new(machine.gic.distributor.base));
+    let distributor = linear(machine.gic.distributor.base);
     let controller: &'static dyn InterruptController = match &machine.gic.kind {
         GicKind::V2 { cpu_interface } => {
             // SAFETY: the GIC's registers lie in the device region mapped at its linear address.
             let gic = GICV2.call_once(|| unsafe {
-                gic::v2::GicV2::new(
-                    distributor,
-                    mm::phys_to_virt(crate::mm::PhysAddr::new(cpu_interface.base)),
-                )
+                gic::v2::GicV2::new(distributor, linear(cpu_interface.base))
             });
             gic.init_distributor();
             gic
@@ -183,7 +209,7 @@ fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
             let gic = GICV3.call_once(|| unsafe {
                 gic::v3::GicV3::new(
                     distributor,
-                    mm::phys_to_virt(crate::mm::PhysAddr::new(region.base)),
+                    linear(region.base),
                     region.size as usize,
                     secure,
                 )

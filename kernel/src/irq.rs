@@ -19,6 +19,9 @@ static NAMES: crate::sync::IrqSpinLock<[Option<&'static str>; IrqId::LIMIT as us
 static COUNTS: [AtomicU64; IrqId::LIMIT as usize] =
     [const { AtomicU64::new(0) }; IrqId::LIMIT as usize];
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+/// Set by interrupt handlers that want the CPU back from user code (the scheduler tick).
+static PREEMPT: [core::sync::atomic::AtomicBool; crate::arch::cpu::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; crate::arch::cpu::MAX_CPUS];
 static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +113,16 @@ pub fn handle_irq() {
     if !handled {
         SPURIOUS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Asks that user code interrupted on this CPU return to the kernel after the interrupt.
+pub fn request_preempt() {
+    PREEMPT[crate::arch::cpu::cpu_index()].store(true, Ordering::Relaxed);
+}
+
+/// Takes (and clears) this CPU's preemption request.
+pub fn take_preempt_request() -> bool {
+    PREEMPT[crate::arch::cpu::cpu_index()].swap(false, Ordering::Relaxed)
 }
 
 /// Times interrupt `irq` has been taken.

@@ -7,7 +7,9 @@
 //! becomes an error for fallible APIs (`try_reserve`, `Box::try_new`) and a panic otherwise.
 
 use super::frame::{self, FrameError};
-use super::{PAGE_SIZE, phys_to_virt, virt_to_phys};
+use super::{PhysFrame, phys_ptr, ptr_to_phys};
+
+const PAGE_SIZE: usize = super::PAGE_SIZE as usize;
 use crate::sync::IrqSpinLock;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
@@ -19,6 +21,11 @@ const MAX_CHUNKS: usize = 64;
 struct Chunk {
     heap: linked_list_allocator::Heap,
     order: usize,
+}
+
+/// The frame block a chunk was made from.
+fn chunk_frame(chunk: &Chunk) -> PhysFrame {
+    PhysFrame::from_start(ptr_to_phys(chunk.heap.bottom())).expect("chunks start on a frame")
 }
 
 impl Chunk {
@@ -72,7 +79,7 @@ impl KernelHeap {
         let mut heap = linked_list_allocator::Heap::empty();
         // SAFETY: the block is ours, mapped read-write through the linear map, and is used by
         // this heap alone until the chunk is released.
-        unsafe { heap.init(phys_to_virt(base) as *mut u8, PAGE_SIZE << order) };
+        unsafe { heap.init(phys_ptr(base.start()), PAGE_SIZE << order) };
         self.chunks[slot] = Some(Chunk { heap, order });
         Ok(slot)
     }
@@ -101,7 +108,7 @@ impl KernelHeap {
             if let Some(chunk) = self.chunks[index].take() {
                 // SAFETY: the chunk's block came from `frame::alloc(chunk.order)` in `grow` and
                 // nothing in it is allocated any more.
-                unsafe { frame::free(virt_to_phys(chunk.heap.bottom() as usize), chunk.order) };
+                unsafe { frame::free(chunk_frame(&chunk), chunk.order) };
             }
         }
     }

@@ -1,40 +1,44 @@
-//! Memory management: the linear map, physical frames, the kernel heap, page faults.
+//! Memory management: the kernel's address space, physical frames, the kernel heap, kernel
+//! stacks, user address spaces and page faults.
+//!
+//! Kernel virtual memory (TTBR1, the upper half):
+//!
+//! | range                                 | what                                             |
+//! |---------------------------------------|--------------------------------------------------|
+//! | `0xffff_0000_0000_0000` + PA          | linear map: all RAM (RW, XN), MMIO in use (device, XN); the kernel image inside it with per-section permissions |
+//! | [`layout::STACKS_BASE`] ...           | kernel stacks, each with an unmapped guard region below |
+//!
+//! User address spaces (TTBR0, the lower half) each have their own tables and ASID.
 
+pub mod aspace;
 pub mod fault;
 pub mod frame;
 pub mod heap;
+pub mod kernel_space;
+pub mod layout;
+pub mod stack;
 
 use devicetree::MachineInfo;
-
-pub const PAGE_SIZE: usize = 4096;
-
-/// A physical address. (Temporary until the page-table crate provides the typed addresses.)
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PhysAddr(u64);
-
-impl PhysAddr {
-    pub const fn new(pa: u64) -> Self {
-        Self(pa)
-    }
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-    pub const fn align_up(self, align: u64) -> Self {
-        Self(self.0.div_ceil(align) * align)
-    }
-    pub const fn align_down(self, align: u64) -> Self {
-        Self(self.0 / align * align)
-    }
-}
+pub use pagetable::{PAGE_SIZE, Page, PhysAddr, PhysFrame, VirtAddr};
 
 /// Kernel virtual address of physical address `pa` in the linear map.
-pub fn phys_to_virt(pa: PhysAddr) -> usize {
-    (pa.as_u64() + boot::KERNEL_VIRT_OFFSET) as usize
+pub fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
+    VirtAddr::new(pa.as_u64() + layout::LINEAR_BASE).expect("physical addresses are below 2^48")
 }
 
-/// Physical address behind a linear-map virtual address.
-pub fn virt_to_phys(va: usize) -> PhysAddr {
-    PhysAddr::new(va as u64 - boot::KERNEL_VIRT_OFFSET)
+/// A pointer to physical memory through the linear map.
+pub fn phys_ptr<T>(pa: PhysAddr) -> *mut T {
+    phys_to_virt(pa).as_u64() as *mut T
+}
+
+/// Physical address behind a linear-map address (`va` must lie in the linear map).
+pub fn virt_to_phys(va: VirtAddr) -> PhysAddr {
+    PhysAddr::new(va.as_u64() - layout::LINEAR_BASE).expect("linear-map addresses map below 2^48")
+}
+
+/// Physical address behind a pointer into the linear map (heap, frames, statics).
+pub fn ptr_to_phys<T>(ptr: *const T) -> PhysAddr {
+    virt_to_phys(VirtAddr::new(ptr as u64).expect("kernel pointers are canonical"))
 }
 
 /// A half-open physical range [start, end).
@@ -50,6 +54,19 @@ impl PhysRange {
             start,
             end: end.max(start),
         }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The part of `self` inside `other` (possibly empty).
+    pub fn intersect(&self, other: &PhysRange) -> PhysRange {
+        PhysRange::new(self.start.max(other.start), self.end.min(other.end))
     }
 }
 
@@ -71,22 +88,52 @@ pub fn subtract_ranges(range: PhysRange, holes: &mut [PhysRange], mut add: impl 
     }
 }
 
-/// Physical extent of the kernel image, bss included.
-pub fn kernel_image() -> PhysRange {
-    unsafe extern "C" {
-        static __kernel_start: u8;
-        static __kernel_end: u8;
-    }
-    let (start, end) = (
-        &raw const __kernel_start as usize,
-        &raw const __kernel_end as usize,
-    );
-    PhysRange::new(virt_to_phys(start).as_u64(), virt_to_phys(end).as_u64())
+/// The kernel image's sections, as physical ranges.
+pub struct ImageLayout {
+    /// Code: read-only, executable.
+    pub text: PhysRange,
+    /// Read-only data (and the test case table).
+    pub rodata: PhysRange,
+    /// Data, bss and the boot stack: read-write, never executable.
+    pub data: PhysRange,
 }
 
-/// Gives the frame allocator all RAM the devicetree reports, minus the kernel image, the DTB,
-/// reserved ranges and the boot stub below the image.
-pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
+impl ImageLayout {
+    pub fn whole(&self) -> PhysRange {
+        PhysRange::new(self.text.start, self.data.end)
+    }
+}
+
+/// Section boundaries from the linker script.
+pub fn image_layout() -> ImageLayout {
+    unsafe extern "C" {
+        static __kernel_start: u8;
+        static __text_end: u8;
+        static __rodata_end: u8;
+        static __kernel_end: u8;
+    }
+    let pa = |symbol: *const u8| symbol as u64 - layout::LINEAR_BASE;
+    let (start, text_end, rodata_end, end) = (
+        pa(&raw const __kernel_start),
+        pa(&raw const __text_end),
+        pa(&raw const __rodata_end),
+        pa(&raw const __kernel_end),
+    );
+    ImageLayout {
+        text: PhysRange::new(start, text_end),
+        rodata: PhysRange::new(text_end, rodata_end),
+        data: PhysRange::new(rodata_end, end),
+    }
+}
+
+/// Physical extent of the kernel image, bss included.
+pub fn kernel_image() -> PhysRange {
+    image_layout().whole()
+}
+
+/// RAM the frame allocator must not get: everything below the image's end in the first
+/// region (boot stub, image), the DTB and reserved ranges.
+fn ram_holes(machine: &MachineInfo<'_>, dtb: PhysRange) -> arrayvec::ArrayVec<PhysRange, 24> {
     let image = kernel_image();
     let ram_base = machine
         .ram
@@ -94,44 +141,9 @@ pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
         .map(|r| r.base)
         .min()
         .unwrap_or(image.start);
-    let mut holes = boot_holes(machine, image, ram_base, dtb_pa, dtb_size);
-    // Only the GiB holding the image is mapped so far (boot tables).
-    let mapped = PhysRange::new(
-        image.start & !((1 << 30) - 1),
-        (image.start & !((1 << 30) - 1)) + (1 << 30),
-    );
-    for region in &machine.ram {
-        let ram = PhysRange::new(
-            region.base.max(mapped.start),
-            region.base.saturating_add(region.size).min(mapped.end),
-        );
-        subtract_ranges(ram, &mut holes, |free| {
-            // SAFETY: RAM per the devicetree, outside everything in use, mapped by the boot tables,
-            // each range added once (the holes and RAM regions do not overlap each other).
-            unsafe { frame::add_range(PhysAddr::new(free.start), PhysAddr::new(free.end)) };
-        });
-    }
-    let frames = frame::stats();
-    log::info!(
-        "{} MiB RAM, kernel image {:#x}..{:#x}, {} frames free",
-        machine.ram_size() >> 20,
-        image.start,
-        image.end,
-        frames.free
-    );
-}
-
-/// The ranges of RAM the frame allocator must not get.
-fn boot_holes(
-    machine: &MachineInfo<'_>,
-    image: PhysRange,
-    ram_base: u64,
-    dtb_pa: u64,
-    dtb_size: u64,
-) -> arrayvec::ArrayVec<PhysRange, 24> {
     let mut holes = arrayvec::ArrayVec::new();
     holes.push(PhysRange::new(ram_base, image.end));
-    holes.push(PhysRange::new(dtb_pa, dtb_pa + dtb_size));
+    holes.push(dtb);
     for reserved in machine.reserved.iter().take(holes.capacity() - holes.len()) {
         holes.push(PhysRange::new(
             reserved.base,
@@ -139,4 +151,95 @@ fn boot_holes(
         ));
     }
     holes
+}
+
+/// Adds the free RAM inside `window` to the frame allocator.
+fn add_free_ram(machine: &MachineInfo<'_>, dtb: PhysRange, window: PhysRange) {
+    let mut holes = ram_holes(machine, dtb);
+    for region in &machine.ram {
+        let ram =
+            PhysRange::new(region.base, region.base.saturating_add(region.size)).intersect(&window);
+        subtract_ranges(ram, &mut holes, |free| {
+            let (Ok(start), Ok(end)) = (PhysAddr::new(free.start), PhysAddr::new(free.end)) else {
+                return;
+            };
+            // SAFETY: RAM per the devicetree, outside everything in use, mapped read-write by
+            // the linear map, each range added once (callers pass disjoint windows).
+            unsafe { frame::add_range(start, end) };
+        });
+    }
+}
+
+/// Brings up memory management on the boot CPU:
+/// 1. the RAM the boot tables map (the GiB holding the image) goes to the frame allocator;
+/// 2. the kernel's own tables are built (W^X image sections, linear map of all RAM, devices)
+///    and installed;
+/// 3. the rest of RAM goes to the frame allocator;
+/// 4. hardware Access flag/dirty management and WXN are switched on.
+pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
+    let dtb = PhysRange::new(dtb_pa, dtb_pa.saturating_add(dtb_size));
+    let image = kernel_image();
+    let boot_window = PhysRange::new(
+        image.start & !(layout::GIB - 1),
+        (image.start & !(layout::GIB - 1)) + layout::GIB,
+    );
+    add_free_ram(machine, dtb, boot_window);
+
+    if let Err(err) = kernel_space::init(machine) {
+        panic!("cannot build the kernel's page tables: {err}");
+    }
+    add_free_ram(machine, dtb, PhysRange::new(0, boot_window.start));
+    add_free_ram(machine, dtb, PhysRange::new(boot_window.end, u64::MAX));
+    let hardware = crate::arch::mmu::enable_features();
+
+    let frames = frame::stats();
+    log::info!(
+        "{} MiB RAM, image {:#x}..{:#x}, {} frames free; W^X tables installed, Access flag: {}",
+        machine.ram_size() >> 20,
+        image.start,
+        image.end,
+        frames.free,
+        match hardware {
+            crate::arch::cpu::HardwareAccessFlags::None => "software (access-flag faults)",
+            crate::arch::cpu::HardwareAccessFlags::AccessFlag => "hardware",
+            crate::arch::cpu::HardwareAccessFlags::AccessFlagAndDirty =>
+                "hardware, dirty state too",
+        }
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ktest::prelude::*;
+    use alloc::vec::Vec;
+
+    ktest! {
+        fn holes_are_cut_out_of_ranges() -> TestResult {
+            let collect = |range, holes: &mut [PhysRange]| {
+                let mut out = Vec::new();
+                subtract_ranges(range, holes, |r| out.push((r.start, r.end)));
+                out
+            };
+            let mut holes = [PhysRange::new(30, 40), PhysRange::new(10, 20), PhysRange::new(35, 50)];
+            check_eq!(collect(PhysRange::new(0, 100), &mut holes), [(0, 10), (20, 30), (50, 100)]);
+            check_eq!(collect(PhysRange::new(12, 18), &mut holes), []);
+            check_eq!(collect(PhysRange::new(15, 32), &mut holes), [(20, 30)]);
+            check_eq!(collect(PhysRange::new(60, 70), &mut []), [(60, 70)]);
+            Ok(())
+        }
+
+        fn linear_map_round_trips() -> TestResult {
+            let pa = check_ok!(PhysAddr::new(0x4123_4567));
+            check_eq!(virt_to_phys(phys_to_virt(pa)), pa);
+            check_eq!(phys_to_virt(pa).as_u64(), 0xffff_0000_4123_4567);
+            let layout = image_layout();
+            check!(layout.text.start < layout.text.end && layout.text.end <= layout.rodata.start);
+            check!(layout.rodata.end <= layout.data.start && layout.data.start < layout.data.end);
+            check_eq!(layout.text.start % PAGE_SIZE, 0);
+            check_eq!(layout.rodata.start % PAGE_SIZE, 0);
+            check_eq!(layout.data.start % PAGE_SIZE, 0);
+            Ok(())
+        }
+    }
 }

@@ -54,6 +54,26 @@ pub fn wait_for_interrupt() {
     unsafe { core::arch::asm!("wfi", options(nomem, nostack, preserves_flags)) };
 }
 
+/// Switches to the stack whose top is `top` and calls `f` there (a fresh frame-pointer chain).
+///
+/// # Safety
+/// `top` must be the 16-byte aligned top of a mapped stack that nothing else uses. The current
+/// stack is abandoned.
+pub unsafe fn run_on_stack(top: u64, f: fn() -> !) -> ! {
+    // SAFETY: per the contract; `f` never returns, so nothing uses the old stack again.
+    unsafe {
+        core::arch::asm!(
+            "mov sp, {top}",
+            "mov x29, xzr",
+            "mov x30, xzr",
+            "br {f}",
+            top = in(reg) top,
+            f = in(reg) f,
+            options(noreturn)
+        )
+    }
+}
+
 /// Stops this CPU for good (interrupts masked).
 pub fn halt() -> ! {
     disable_interrupts();

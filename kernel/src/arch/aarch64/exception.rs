@@ -43,7 +43,21 @@ pub struct TrapFrame {
     pub spsr: u64,
     /// Frame record linking backtraces through the exception: (interrupted fp, elr).
     frame_record: [u64; 2],
+    /// FP/SIMD registers (the kernel's Rust code uses them too, so they are always saved).
+    pub fp: FpState,
 }
+
+/// The FP/SIMD register file.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct FpState {
+    pub q: [u128; 32],
+    pub fpsr: u64,
+    pub fpcr: u64,
+}
+
+const _: () = assert!(core::mem::offset_of!(TrapFrame, fp) == 288);
+const _: () = assert!(core::mem::offset_of!(TrapFrame, sp_el0) == 248);
 
 const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
 
@@ -196,9 +210,11 @@ pub fn init() {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
-/// Called from `vectors.s` with the saved registers and the vector slot (0..15).
+/// Called from `vectors.s` with the saved registers and the vector slot (0..15). Returns 0 to
+/// resume the interrupted code from `frame`, or 1 to return from `user::run_user` instead (only
+/// for exceptions from EL0, once the user state is saved).
 #[unsafe(no_mangle)]
-extern "C" fn exception_dispatch(frame: &mut TrapFrame, vector: u64) {
+extern "C" fn exception_dispatch(frame: &mut TrapFrame, vector: u64) -> u64 {
     let kind = ExceptionKind::from_vector(vector);
     match (kind.source, kind.ty) {
         (Source::CurrentElSpx, ExceptionType::Synchronous) => el1_synchronous(frame, kind),
@@ -206,9 +222,16 @@ extern "C" fn exception_dispatch(frame: &mut TrapFrame, vector: u64) {
             crate::irq::handle_irq();
             recover::check_abort_request(frame);
         }
-        (Source::LowerElAarch64, ExceptionType::Irq) => crate::irq::handle_irq(),
+        (Source::LowerElAarch64, _) => {
+            let esr = Esr(ESR_EL1.get());
+            let far = FAR_EL1.get();
+            return u64::from(super::user::handle_exception_from_user(
+                frame, kind, esr, far,
+            ));
+        }
         _ => unhandled(frame, kind, None),
     }
+    0
 }
 
 fn el1_synchronous(frame: &mut TrapFrame, kind: ExceptionKind) {
@@ -273,12 +296,13 @@ pub fn write_report(
 extern "C" fn kernel_stack_overflow(frame: &mut TrapFrame, overflowed_sp: u64) -> ! {
     let esr = Esr(ESR_EL1.get());
     let far = FAR_EL1.get();
+    let sp = overflowed_sp + core::mem::size_of::<TrapFrame>() as u64;
+    let name = crate::mm::stack::stack_name_of(sp);
     crate::panic::fatal(
         format_args!(
-            "kernel stack overflow in {} (sp={:#x})",
-            crate::panic::current_context_name(),
-            overflowed_sp + core::mem::size_of::<TrapFrame>() as u64
+            "kernel stack overflow in {} (sp={sp:#x})",
+            name.as_deref().unwrap_or("the boot stack")
         ),
-        |out| write_report(out, frame, esr, far, overflowed_sp),
+        |out| write_report(out, frame, esr, far, sp),
     )
 }

@@ -2,7 +2,10 @@
 // `exception_dispatch(frame: &mut TrapFrame, kind: u64)`.
 //
 // TrapFrame layout (kernel::arch::aarch64::exception::TrapFrame, FRAME_SIZE bytes):
-//   x0..x30 at 8*n, sp_el0 at 248, elr at 256, spsr at 264, frame record (fp, lr) at 272.
+//   x0..x30 at 8*n, sp_el0 at 248, elr at 256, spsr at 264, frame record (fp, lr) at 272,
+//   q0..q31 at 288 + 16*n, fpsr at 800, fpcr at 808.
+// The kernel is compiled with FP/SIMD enabled, so handlers may use any vector register: they
+// are saved for every exception, from EL1 as from EL0.
 // The frame record links the handler's frame-pointer chain to the interrupted code, so a
 // backtrace taken inside a handler continues through the exception.
 
@@ -31,7 +34,56 @@
     stp     x22, x23, [sp, #16 * 16]
 .endm
 
+.macro save_fp
+    add     x21, sp, #288
+    stp     q0, q1, [x21, #32 * 0]
+    stp     q2, q3, [x21, #32 * 1]
+    stp     q4, q5, [x21, #32 * 2]
+    stp     q6, q7, [x21, #32 * 3]
+    stp     q8, q9, [x21, #32 * 4]
+    stp     q10, q11, [x21, #32 * 5]
+    stp     q12, q13, [x21, #32 * 6]
+    stp     q14, q15, [x21, #32 * 7]
+    stp     q16, q17, [x21, #32 * 8]
+    stp     q18, q19, [x21, #32 * 9]
+    stp     q20, q21, [x21, #32 * 10]
+    stp     q22, q23, [x21, #32 * 11]
+    stp     q24, q25, [x21, #32 * 12]
+    stp     q26, q27, [x21, #32 * 13]
+    stp     q28, q29, [x21, #32 * 14]
+    stp     q30, q31, [x21, #32 * 15]
+    mrs     x22, fpsr
+    mrs     x23, fpcr
+    str     x22, [x21, #512]
+    str     x23, [x21, #520]
+.endm
+
+.macro restore_fp
+    add     x21, sp, #288
+    ldp     q0, q1, [x21, #32 * 0]
+    ldp     q2, q3, [x21, #32 * 1]
+    ldp     q4, q5, [x21, #32 * 2]
+    ldp     q6, q7, [x21, #32 * 3]
+    ldp     q8, q9, [x21, #32 * 4]
+    ldp     q10, q11, [x21, #32 * 5]
+    ldp     q12, q13, [x21, #32 * 6]
+    ldp     q14, q15, [x21, #32 * 7]
+    ldp     q16, q17, [x21, #32 * 8]
+    ldp     q18, q19, [x21, #32 * 9]
+    ldp     q20, q21, [x21, #32 * 10]
+    ldp     q22, q23, [x21, #32 * 11]
+    ldp     q24, q25, [x21, #32 * 12]
+    ldp     q26, q27, [x21, #32 * 13]
+    ldp     q28, q29, [x21, #32 * 14]
+    ldp     q30, q31, [x21, #32 * 15]
+    ldr     x22, [x21, #512]
+    ldr     x23, [x21, #520]
+    msr     fpsr, x22
+    msr     fpcr, x23
+.endm
+
 .macro restore_regs_and_eret
+    restore_fp
     ldp     x22, x23, [sp, #16 * 16]
     ldp     x30, x21, [sp, #16 * 15]
     msr     elr_el1, x22
@@ -109,6 +161,7 @@ exception_vectors:
 // x0 and x1 are saved at [sp]; x1 = kind; everything else is as interrupted.
 handle_exception:
     save_regs_from_x2
+    save_fp
     // Frame record: continue the kernel's frame chain into the interrupted code, but end it at
     // the boundary to user space.
     cmp     x1, #8
@@ -119,9 +172,16 @@ handle_exception:
 2:  add     x29, sp, #16 * 17
     mov     x0, sp
     bl      exception_dispatch
+    cbnz    x0, exit_to_kernel
 .global exception_return
 exception_return:
     restore_regs_and_eret
+
+// The exception came from user code started by `enter_user`, and the dispatcher copied the user
+// state out: drop the trap frame and return from `enter_user` to the kernel code that called it.
+exit_to_kernel:
+    add     sp, sp, #FRAME_SIZE
+    b       leave_user
 
 // SP overflowed into the guard region: sp = overflowed SP + x0, x0 = overflowed SP. Stash both
 // in registers the kernel does not otherwise use at EL1 (it is about to stop), then switch to

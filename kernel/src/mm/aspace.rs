@@ -1,0 +1,348 @@
+//! User address spaces (TTBR0): their own tables and ASID, anonymous regions filled on demand,
+//! and the page-fault handling that makes that work (demand-zero pages, software Access flag,
+//! software dirty tracking).
+
+use super::kernel_space::KernelMemory;
+use super::{PAGE_SIZE, Page, PhysFrame, VirtAddr, frame};
+use crate::arch::cpu::{HardwareAccessFlags, MAX_CPUS, cpu_index, hardware_access_flags};
+use crate::arch::esr::{Esr, FaultStatus};
+use crate::arch::mmu::{self, Tlb};
+use crate::sync::IrqSpinLock;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+use pagetable::{
+    AddressSpace, Asid, DirtyTracking, FaultOutcome, MapError, MemoryAttributes, Space, Unmapped,
+};
+
+/// A range of user memory backed by anonymous pages that are allocated, zeroed, on first touch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub attributes: MemoryAttributes,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpaceError {
+    /// Every ASID is in use.
+    NoAsid,
+    /// Not page aligned, empty, or outside the user half.
+    BadRange {
+        start: u64,
+        len: u64,
+    },
+    /// The range overlaps an existing region.
+    Overlap {
+        start: u64,
+    },
+    /// No region covers the range.
+    NoRegion {
+        start: u64,
+    },
+    /// The attributes allow no user access.
+    NotUserAccessible,
+    Map(MapError),
+}
+
+impl fmt::Display for SpaceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAsid => f.write_str("every address space identifier is in use"),
+            Self::BadRange { start, len } => write!(f, "bad user range {start:#x}+{len:#x}"),
+            Self::Overlap { start } => write!(f, "range at {start:#x} overlaps an existing region"),
+            Self::NoRegion { start } => write!(f, "no region at {start:#x}"),
+            Self::NotUserAccessible => f.write_str("user regions must be accessible to user code"),
+            Self::Map(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl From<MapError> for SpaceError {
+    fn from(err: MapError) -> Self {
+        Self::Map(err)
+    }
+}
+
+/// Hands out ASIDs (0 is never used: it tags nothing but the empty user tables).
+struct AsidAllocator {
+    used: Vec<u64>,
+}
+
+static ASIDS: IrqSpinLock<AsidAllocator> = IrqSpinLock::new(AsidAllocator { used: Vec::new() });
+
+impl AsidAllocator {
+    fn allocate(&mut self) -> Option<Asid> {
+        if self.used.is_empty() {
+            self.used.resize((1usize << mmu::asid_bits()) / 64, 0);
+            self.used[0] = 1;
+        }
+        let (word, bits) = self
+            .used
+            .iter_mut()
+            .enumerate()
+            .find(|(_, bits)| **bits != u64::MAX)?;
+        let bit = bits.trailing_ones();
+        *bits |= 1 << bit;
+        Some(Asid((word * 64 + bit as usize) as u16))
+    }
+
+    fn free(&mut self, asid: Asid) {
+        if let Some(bits) = self.used.get_mut(usize::from(asid.0) / 64) {
+            *bits &= !(1 << (asid.0 % 64));
+        }
+    }
+}
+
+/// Page-fault counters over all user address spaces (for `vmstat`).
+pub struct FaultCounters {
+    pub demand_zero: AtomicU64,
+    pub access_flag: AtomicU64,
+    pub write: AtomicU64,
+    pub spurious: AtomicU64,
+    pub unresolved: AtomicU64,
+}
+
+pub static FAULTS: FaultCounters = FaultCounters {
+    demand_zero: AtomicU64::new(0),
+    access_flag: AtomicU64::new(0),
+    write: AtomicU64::new(0),
+    spurious: AtomicU64::new(0),
+    unresolved: AtomicU64::new(0),
+};
+
+/// What a page fault came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultResolution {
+    /// Fixed: retry the access.
+    Resolved,
+    /// No region covers the address, or the access is not allowed: a real fault.
+    Denied,
+    /// A page was needed and there was no memory.
+    OutOfMemory,
+    /// No user address space is active on this CPU.
+    NoSpace,
+}
+
+pub struct UserSpace {
+    tables: AddressSpace<KernelMemory, Tlb>,
+    asid: Asid,
+    regions: Vec<Region>,
+}
+
+pub type SharedSpace = Arc<IrqSpinLock<UserSpace>>;
+
+impl UserSpace {
+    /// An empty address space with its own ASID. Dirty state is tracked by hardware where the
+    /// CPU can (FEAT_HAFDBS with DBM), in software otherwise.
+    pub fn new() -> Result<SharedSpace, SpaceError> {
+        let asid = ASIDS.lock().allocate().ok_or(SpaceError::NoAsid)?;
+        let tracking = match hardware_access_flags() {
+            HardwareAccessFlags::AccessFlagAndDirty => DirtyTracking::Hardware,
+            _ => DirtyTracking::Software,
+        };
+        match AddressSpace::new(KernelMemory, Tlb, Space::User(asid), tracking) {
+            Ok(tables) => Ok(Arc::new(IrqSpinLock::new(Self {
+                tables,
+                asid,
+                regions: Vec::new(),
+            }))),
+            Err(err) => {
+                ASIDS.lock().free(asid);
+                Err(err.into())
+            }
+        }
+    }
+
+    pub fn asid(&self) -> Asid {
+        self.asid
+    }
+
+    /// The page tables (for aging walks, tests and `pt`).
+    pub fn tables(&mut self) -> &mut AddressSpace<KernelMemory, Tlb> {
+        &mut self.tables
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    fn check_range(start: u64, len: u64) -> Result<u64, SpaceError> {
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= pagetable::HALF_SIZE);
+        match end {
+            Some(end) if len > 0 && start % PAGE_SIZE == 0 && len % PAGE_SIZE == 0 => Ok(end),
+            _ => Err(SpaceError::BadRange { start, len }),
+        }
+    }
+
+    /// Reserves `[start, start + len)` for anonymous memory; pages appear on first touch.
+    pub fn add_region(
+        &mut self,
+        start: u64,
+        len: u64,
+        attributes: MemoryAttributes,
+    ) -> Result<(), SpaceError> {
+        let end = Self::check_range(start, len)?;
+        if !attributes.user_accessible() {
+            return Err(SpaceError::NotUserAccessible);
+        }
+        if self.regions.iter().any(|r| r.start < end && start < r.end) {
+            return Err(SpaceError::Overlap { start });
+        }
+        self.regions.push(Region {
+            start,
+            end,
+            attributes,
+        });
+        Ok(())
+    }
+
+    /// Removes the region starting at `start`, unmapping and freeing its pages.
+    pub fn remove_region(&mut self, start: u64) -> Result<(), SpaceError> {
+        let index = self
+            .regions
+            .iter()
+            .position(|r| r.start == start)
+            .ok_or(SpaceError::NoRegion { start })?;
+        let region = self.regions[index];
+        self.unmap_range(region.start, region.end - region.start)?;
+        self.regions.swap_remove(index);
+        Ok(())
+    }
+
+    fn unmap_range(&mut self, start: u64, len: u64) -> Result<(), SpaceError> {
+        let va = VirtAddr::new(start).map_err(|_| SpaceError::BadRange { start, len })?;
+        self.tables.unmap(va, len, |unmapped| {
+            if let Unmapped::Leaf(leaf) = unmapped {
+                if let Ok(frame) = PhysFrame::from_start(leaf.pa) {
+                    // SAFETY: every user page is a frame this space allocated; the address space
+                    // calls us after the TLB invalidation, so nothing maps it any more.
+                    unsafe { frame::free(frame, 0) };
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    fn region_of(&self, va: u64) -> Option<Region> {
+        self.regions
+            .iter()
+            .copied()
+            .find(|r| (r.start..r.end).contains(&va))
+    }
+
+    /// Resolves a fault at `va` (the syndrome says which kind).
+    pub fn resolve_fault(&mut self, va: u64, esr: Esr) -> FaultResolution {
+        let Ok(address) = VirtAddr::new(va) else {
+            return FaultResolution::Denied;
+        };
+        let Some(region) = self.region_of(va) else {
+            return FaultResolution::Denied;
+        };
+        let outcome = match esr.fault_status() {
+            Some(FaultStatus::Translation { .. }) => {
+                return self.fill_page(address, region, esr.is_write());
+            }
+            Some(FaultStatus::AccessFlag { .. }) => {
+                FAULTS.access_flag.fetch_add(1, Ordering::Relaxed);
+                self.tables.resolve_access_fault(address)
+            }
+            Some(FaultStatus::Permission { .. })
+                if esr.is_write() && region.attributes.writable() =>
+            {
+                FAULTS.write.fetch_add(1, Ordering::Relaxed);
+                self.tables.resolve_write_fault(address)
+            }
+            _ => return FaultResolution::Denied,
+        };
+        match outcome {
+            Ok(FaultOutcome::Resolved) => FaultResolution::Resolved,
+            Ok(FaultOutcome::Spurious) => {
+                FAULTS.spurious.fetch_add(1, Ordering::Relaxed);
+                FaultResolution::Resolved
+            }
+            Ok(FaultOutcome::PermissionDenied) | Err(_) => FaultResolution::Denied,
+        }
+    }
+
+    /// Demand-zero fill of the page holding `address`.
+    fn fill_page(&mut self, address: VirtAddr, region: Region, write: bool) -> FaultResolution {
+        let page = Page::containing(address);
+        let Ok(frame) = frame::alloc_zeroed(0) else {
+            return FaultResolution::OutOfMemory;
+        };
+        match self.tables.map_page(page, frame, region.attributes) {
+            Ok(()) => {}
+            // Another CPU filled it first.
+            Err(MapError::AlreadyMapped { .. }) => {
+                // SAFETY: the frame was never mapped.
+                unsafe { frame::free(frame, 0) };
+                return FaultResolution::Resolved;
+            }
+            Err(_) => {
+                // SAFETY: as above.
+                unsafe { frame::free(frame, 0) };
+                return FaultResolution::OutOfMemory;
+            }
+        }
+        FAULTS.demand_zero.fetch_add(1, Ordering::Relaxed);
+        if write {
+            // Save the second (dirty-tracking) fault the write would take on the clean page.
+            let _ = self.tables.resolve_write_fault(page.start());
+        }
+        FaultResolution::Resolved
+    }
+}
+
+impl Drop for UserSpace {
+    fn drop(&mut self) {
+        for region in core::mem::take(&mut self.regions) {
+            if let Err(err) = self.unmap_range(region.start, region.end - region.start) {
+                log::error!(
+                    "address space {}: cannot unmap {:#x}: {err}; its pages leak",
+                    self.asid.0,
+                    region.start
+                );
+            }
+        }
+        ASIDS.lock().free(self.asid);
+    }
+}
+
+/// The user address space each CPU runs.
+static ACTIVE: IrqSpinLock<[Option<SharedSpace>; MAX_CPUS]> =
+    IrqSpinLock::new([const { None }; MAX_CPUS]);
+
+/// Makes `space` the user half of this CPU (TTBR0).
+pub fn activate(space: &SharedSpace) {
+    let ttbr = space.lock().tables.ttbr();
+    ACTIVE.lock()[cpu_index()] = Some(space.clone());
+    mmu::set_user_tables(ttbr);
+}
+
+/// Leaves this CPU with an empty user half.
+pub fn deactivate() {
+    mmu::set_user_tables(super::kernel_space::empty_user_ttbr());
+    ACTIVE.lock()[cpu_index()] = None;
+}
+
+/// The user address space active on this CPU.
+pub fn active() -> Option<SharedSpace> {
+    ACTIVE.lock()[cpu_index()].clone()
+}
+
+/// Resolves a fault on a user-half address in the active address space (from EL0, or from the
+/// kernel touching user memory).
+pub fn handle_fault(va: u64, esr: Esr) -> FaultResolution {
+    let Some(space) = active() else {
+        return FaultResolution::NoSpace;
+    };
+    let resolution = space.lock().resolve_fault(va, esr);
+    if resolution != FaultResolution::Resolved {
+        FAULTS.unresolved.fetch_add(1, Ordering::Relaxed);
+    }
+    resolution
+}
