@@ -70,10 +70,13 @@ pub mod workload;
 pub use clock::Clock;
 pub use clockpro::ClockPro;
 pub use env::{AccessEnv, LookAround, PageTableVisitor};
-pub use frame::{AddressSpaceId, FrameFlags, FrameId, FrameMeta, FrameTable, LeafTableId, PTES_PER_TABLE, PageKey};
+pub use frame::{
+    AddressSpaceId, FrameFlags, FrameId, FrameMeta, FrameTable, LeafTableId, PTES_PER_TABLE,
+    PageKey,
+};
 pub use lru2::Lru2;
 pub use mglru::{MAX_NR_GENS, MAX_NR_TIERS, MIN_NR_GENS, Mglru, MglruStats};
 pub use policy::{
-    AnyPolicy, ConfigError, InvariantError, PolicyConfig, PolicyError, PolicyKind, PolicyStats, ReclaimError,
-    ReclaimPolicy, ShadowToken, UnknownPolicy,
+    AnyPolicy, ConfigError, InvariantError, PolicyConfig, PolicyError, PolicyKind, PolicyStats,
+    ReclaimError, ReclaimPolicy, ShadowToken, UnknownPolicy,
 };

@@ -1,0 +1,270 @@
+//! Policies driven through the memory model: invariants after every step of randomized runs,
+//! page conservation, scan resistance, thrash reporting, and property tests with a random
+//! environment.
+
+mod common;
+
+use common::{Rig, page};
+use proptest::prelude::*;
+use reclaim::model::{Machine, MachineConfig, ModelError, PageLayout};
+use reclaim::workload::SplitMix64;
+use reclaim::{FrameId, PolicyKind, ReclaimPolicy};
+
+/// Faulted-in pages minus evicted minus freed must equal the pages resident: nothing is lost.
+fn assert_conserved(machine: &Machine<'_>) {
+    let stats = machine.stats();
+    assert_eq!(
+        stats.faults - stats.evictions - stats.frees,
+        u64::from(machine.resident_pages())
+    );
+    assert_eq!(machine.policy().tracked(), machine.resident_pages());
+}
+
+#[test]
+fn randomized_runs_keep_every_invariant_after_every_step() {
+    for kind in PolicyKind::ALL {
+        for seed in 0..12 {
+            let mut rng = SplitMix64::new(seed);
+            let frames = 8 + rng.below(40) as u32;
+            let pages = frames + 1 + rng.below(u64::from(frames) * 3) as u32;
+            let layout = PageLayout::from_vpns(
+                (0..u64::from(pages))
+                    .map(|p| p * (1 + seed % 3) + seed * 97)
+                    .collect(),
+            )
+            .unwrap();
+            let mut config = MachineConfig::new(frames);
+            config.swap_write_fails_every = 5 + seed as u32 % 4;
+            let mut machine = Machine::new(kind, &layout, config).unwrap();
+            let mut pinned = Vec::new();
+            for step in 0..3000 {
+                let page = rng.below(u64::from(pages)) as u32;
+                match rng.below(100) {
+                    0..=2 => machine.free_page(page).unwrap(),
+                    3 if pinned.len() < frames as usize / 4 && machine.set_pinned(page, true) => {
+                        pinned.push(page)
+                    }
+                    4 => {
+                        if let Some(p) = pinned.pop() {
+                            machine.set_pinned(p, false);
+                        }
+                    }
+                    _ => machine.access(page, rng.below(4) == 0).unwrap(),
+                }
+                if let Err(err) = machine.check() {
+                    panic!("{kind} seed {seed} step {step}: {err}");
+                }
+                assert_conserved(&machine);
+            }
+            let stats = machine.stats();
+            assert!(
+                stats.evictions > 0 && stats.failed_evictions > 0,
+                "{kind} seed {seed}: {stats:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_hot_set_survives_a_one_pass_scan_under_mglru_but_not_lru2() {
+    // 100 frames; a hot set of 60 pages (more than LRU2's active list may hold) read twice per
+    // page of a one-pass scan over 3000 cold pages.
+    let (hot, scan, frames) = (60u32, 3000u32, 100u32);
+    let layout = PageLayout::contiguous(hot + scan);
+    let hot_faults = |kind: PolicyKind| {
+        let mut machine = Machine::new(kind, &layout, MachineConfig::new(frames)).unwrap();
+        for _ in 0..5 {
+            for h in 0..hot {
+                machine.access(h, false).unwrap();
+            }
+        }
+        let (mut hot_faults, mut next_hot) = (0, 0);
+        for s in 0..scan {
+            machine.access(hot + s, false).unwrap();
+            for _ in 0..2 {
+                let before = machine.stats().faults;
+                machine.access(next_hot % hot, false).unwrap();
+                hot_faults += machine.stats().faults - before;
+                next_hot += 1;
+            }
+        }
+        (
+            hot_faults,
+            (0..hot).filter(|&h| machine.is_resident(h)).count(),
+        )
+    };
+    let (mglru_faults, mglru_resident) = hot_faults(PolicyKind::Mglru);
+    let (lru2_faults, _) = hot_faults(PolicyKind::Lru2);
+    let (clock_faults, _) = hot_faults(PolicyKind::Clock);
+    assert!(
+        mglru_faults <= 30,
+        "MGLRU refaulted {mglru_faults} hot pages"
+    );
+    assert_eq!(mglru_resident, 60);
+    assert!(
+        lru2_faults >= 1000,
+        "LRU2 refaulted only {lru2_faults} hot pages"
+    );
+    assert!(
+        clock_faults >= 1000,
+        "CLOCK refaulted only {clock_faults} hot pages"
+    );
+}
+
+#[test]
+fn min_ttl_makes_the_model_fail_the_allocation_instead_of_thrashing() {
+    let layout = PageLayout::contiguous(64);
+    let mut config = MachineConfig::new(16);
+    config.policy.min_ttl_ms = 1000;
+    let mut machine = Machine::new(PolicyKind::Mglru, &layout, config).unwrap();
+    let err = (0..64)
+        .try_for_each(|p| machine.access(p, false))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::OutOfMemory {
+            page: 16,
+            thrashing: true
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "out of memory faulting page 16: the policy reports thrashing (min_ttl)"
+    );
+    assert_eq!(machine.stats().thrash_events, 1);
+    assert_eq!(machine.stats().evictions, 0);
+    // Without min_ttl the same loop runs, evicting.
+    let mut machine = Machine::new(PolicyKind::Mglru, &layout, MachineConfig::new(16)).unwrap();
+    (0..64).try_for_each(|p| machine.access(p, false)).unwrap();
+    assert_eq!(machine.stats().evictions, 48);
+}
+
+#[test]
+fn swap_writes_follow_dirty_state() {
+    // Two frames, loop over three pages: every fault evicts. The first eviction of each page
+    // costs a write; later evictions are free until the page is written again.
+    let layout = PageLayout::contiguous(3);
+    let mut machine = Machine::new(PolicyKind::Clock, &layout, MachineConfig::new(2)).unwrap();
+    for round in 0..4 {
+        for p in 0..3 {
+            machine.access(p, round == 2 && p == 0).unwrap();
+        }
+    }
+    let stats = machine.stats();
+    assert_eq!(stats.faults, 12);
+    assert_eq!(stats.swap_ins, 9);
+    // The first two faults find free frames.
+    assert_eq!(stats.evictions, 10);
+    // 3 first evictions + 1 for page 0 written in round 2.
+    assert_eq!(stats.swap_writes, 4);
+}
+
+#[test]
+fn model_errors_are_typed() {
+    let layout = PageLayout::contiguous(4);
+    let mut machine = Machine::new(PolicyKind::Lru2, &layout, MachineConfig::new(2)).unwrap();
+    let err = machine.access(4, false).unwrap_err();
+    assert_eq!(err, ModelError::PageOutOfRange { page: 4, pages: 4 });
+    assert_eq!(err.to_string(), "page 4 is outside the 4-page footprint");
+    assert_eq!(
+        machine.free_page(7),
+        Err(ModelError::PageOutOfRange { page: 7, pages: 4 })
+    );
+    // Everything pinned: nothing is evictable.
+    machine.access(0, false).unwrap();
+    machine.access(1, false).unwrap();
+    assert!(machine.set_pinned(0, true) && machine.set_pinned(1, true));
+    assert!(!machine.set_pinned(3, true));
+    assert_eq!(
+        machine.access(2, false),
+        Err(ModelError::OutOfMemory {
+            page: 2,
+            thrashing: false
+        })
+    );
+    let duplicate = PageLayout::from_vpns(vec![5, 9, 5]).unwrap_err();
+    assert_eq!(
+        duplicate.to_string(),
+        "virtual page 0x5 appears twice in the layout"
+    );
+    let huge = PageLayout::from_vpns(vec![1 << 48]).unwrap_err();
+    assert_eq!(
+        huge.to_string(),
+        "virtual page 0x1000000000000 does not fit in 48 bits"
+    );
+}
+
+/// One step of a property test against a scripted environment.
+#[derive(Clone, Debug)]
+enum Op {
+    Fault(u64),
+    Touch(u64),
+    Isolate(usize, bool),
+    Free(u64),
+    Tick(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..48u64).prop_map(Op::Fault),
+        4 => (0..48u64).prop_map(Op::Touch),
+        3 => (1..12usize, any::<bool>()).prop_map(|(n, ok)| Op::Isolate(n, ok)),
+        1 => (0..48u64).prop_map(Op::Free),
+        1 => (0..500u64).prop_map(Op::Tick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random faults, accesses (young bits), reclaims with random eviction failures, frees and
+    /// time: every policy keeps its invariants and never loses or duplicates a page.
+    #[test]
+    fn random_protocol_sequences_keep_invariants(ops in proptest::collection::vec(op(), 1..300), kind_index in 0..4usize, spread in 1..600u64) {
+        let kind = PolicyKind::ALL[kind_index];
+        let frames = 24u32;
+        let mut rig = Rig::new(kind, frames);
+        // Which page each frame holds; pages spread over several leaf tables.
+        let mut holder: Vec<Option<u64>> = vec![None; frames as usize];
+        let (mut faulted, mut evicted, mut freed) = (0u64, 0u64, 0u64);
+        for op in ops {
+            match op {
+                Op::Fault(p) => {
+                    let vpn = p * spread;
+                    if holder.contains(&Some(vpn)) {
+                        continue;
+                    }
+                    let Some(frame) = holder.iter().position(Option::is_none) else { continue };
+                    rig.fault(frame as u32, page(vpn), None);
+                    holder[frame] = Some(vpn);
+                    faulted += 1;
+                }
+                Op::Touch(p) => rig.env.touch(page(p * spread)),
+                Op::Isolate(n, ok) => {
+                    for victim in rig.isolate(n) {
+                        if ok {
+                            rig.evict(victim);
+                            holder[victim.0 as usize] = None;
+                            evicted += 1;
+                        } else {
+                            rig.policy.putback(&mut rig.frames, victim).unwrap();
+                            rig.check();
+                        }
+                    }
+                }
+                Op::Free(p) => {
+                    if let Some(frame) = holder.iter().position(|&h| h == Some(p * spread)) {
+                        rig.policy.free(&mut rig.frames, FrameId(frame as u32)).unwrap();
+                        rig.env.unmap(page(p * spread));
+                        holder[frame] = None;
+                        freed += 1;
+                        rig.check();
+                    }
+                }
+                Op::Tick(ms) => rig.env.now_ms += ms,
+            }
+            prop_assert_eq!(u64::from(rig.policy.tracked()), faulted - evicted - freed);
+            prop_assert_eq!(rig.policy.tracked() as usize, holder.iter().filter(|h| h.is_some()).count());
+        }
+    }
+}
