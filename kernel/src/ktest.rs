@@ -426,13 +426,13 @@ pub fn report_panic(message: &dyn fmt::Display) -> bool {
     // SAFETY: CURRENT only holds pointers to `TestCase` statics.
     let case = unsafe { &*case };
     println!("FAILED");
-    if let Some(mut guard) = SUMMARY.try_lock() {
-        if let Some(summary) = guard.as_mut() {
-            summary
-                .failed
-                .push((case.full_name(), __format!("panicked: {message}")));
-            summary.print();
-        }
+    if let Some(mut guard) = SUMMARY.try_lock()
+        && let Some(summary) = guard.as_mut()
+    {
+        summary
+            .failed
+            .push((case.full_name(), __format!("panicked: {message}")));
+        summary.print();
     }
     true
 }

@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod bench;
 pub mod board;
 pub mod cmdline;
 pub mod console;

@@ -176,13 +176,13 @@ pub fn handle_irq() {
     let mut expired: [Option<Deadline>; MAX_DEADLINES] = [None; MAX_DEADLINES];
     {
         let mut timers = TIMERS.lock();
-        if let Some(next) = timers.next_tick {
-            if now >= next {
-                let interval = timers.tick_interval.max(1);
-                let missed = (now - next) / interval + 1;
-                TICKS.fetch_add(missed, Ordering::Relaxed);
-                timers.next_tick = Some(next + missed * interval);
-            }
+        if let Some(next) = timers.next_tick
+            && now >= next
+        {
+            let interval = timers.tick_interval.max(1);
+            let missed = (now - next) / interval + 1;
+            TICKS.fetch_add(missed, Ordering::Relaxed);
+            timers.next_tick = Some(next + missed * interval);
         }
         for (slot, out) in timers.deadlines.iter_mut().zip(expired.iter_mut()) {
             if slot.is_some_and(|d| d.at <= now) {

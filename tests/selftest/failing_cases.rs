@@ -28,6 +28,18 @@ ktest! {
         Ok(())
     }
 
+    /// Runs off the bottom of the kernel stack. Function prologues move SP before storing, so
+    /// the exception entry's SP check catches it: always fatal, reported by the stack's name.
+    fn overflows_the_stack() -> TestResult {
+        #[allow(unconditional_recursion)]
+        fn deeper(depth: u64) -> u64 {
+            let frame = core::hint::black_box([depth; 32]);
+            deeper(depth + 1) + frame[depth as usize % 32]
+        }
+        check_eq!(deeper(0), 0);
+        Ok(())
+    }
+
     fn panics() -> TestResult {
         let items: [u32; 0] = [];
         panic!("deliberate panic with {} items", items.len());

@@ -118,8 +118,8 @@ impl Pl011 {
     /// `base` must be the kernel virtual address of a PL011 register block mapped as device
     /// memory, for as long as the driver is used.
     pub const unsafe fn new(base: usize) -> Self {
-        // SAFETY: forwarded from the caller.
         Self {
+            // SAFETY: forwarded from the caller.
             registers: unsafe { Mmio::new(base) },
         }
     }

@@ -173,7 +173,11 @@ impl UserSpace {
             .checked_add(len)
             .filter(|&end| end <= pagetable::HALF_SIZE);
         match end {
-            Some(end) if len > 0 && start % PAGE_SIZE == 0 && len % PAGE_SIZE == 0 => Ok(end),
+            Some(end)
+                if len > 0 && start.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE) =>
+            {
+                Ok(end)
+            }
             _ => Err(SpaceError::BadRange { start, len }),
         }
     }
@@ -200,6 +204,55 @@ impl UserSpace {
         Ok(())
     }
 
+    /// Reserves `[start, start + len)` and fills it right away with `data` (zero-padded), e.g. a
+    /// program segment. On error nothing stays mapped.
+    pub fn add_region_with_data(
+        &mut self,
+        start: u64,
+        len: u64,
+        attributes: MemoryAttributes,
+        data: &[u8],
+    ) -> Result<(), SpaceError> {
+        if data.len() as u64 > len {
+            return Err(SpaceError::BadRange { start, len });
+        }
+        self.add_region(start, len, attributes)?;
+        let mut offset = 0;
+        while offset < len {
+            let filled = frame::alloc_zeroed(0)
+                .map_err(|_| SpaceError::Map(MapError::OutOfMemory))
+                .and_then(|frame| {
+                    let chunk = data.get(offset as usize..).unwrap_or(&[]);
+                    let chunk = &chunk[..chunk.len().min(PAGE_SIZE as usize)];
+                    // SAFETY: the frame is ours and mapped in the linear map; `chunk` fits a page.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            chunk.as_ptr(),
+                            super::phys_ptr(frame.start()),
+                            chunk.len(),
+                        )
+                    };
+                    let page = Page::containing(
+                        VirtAddr::new(start + offset)
+                            .map_err(|_| SpaceError::BadRange { start, len })?,
+                    );
+                    self.tables
+                        .map_page(page, frame, attributes)
+                        .map_err(|err| {
+                            // SAFETY: never mapped.
+                            unsafe { frame::free(frame, 0) };
+                            SpaceError::Map(err)
+                        })
+                });
+            if let Err(err) = filled {
+                let _ = self.remove_region(start);
+                return Err(err);
+            }
+            offset += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
     /// Removes the region starting at `start`, unmapping and freeing its pages.
     pub fn remove_region(&mut self, start: u64) -> Result<(), SpaceError> {
         let index = self
@@ -216,12 +269,12 @@ impl UserSpace {
     fn unmap_range(&mut self, start: u64, len: u64) -> Result<(), SpaceError> {
         let va = VirtAddr::new(start).map_err(|_| SpaceError::BadRange { start, len })?;
         self.tables.unmap(va, len, |unmapped| {
-            if let Unmapped::Leaf(leaf) = unmapped {
-                if let Ok(frame) = PhysFrame::from_start(leaf.pa) {
-                    // SAFETY: every user page is a frame this space allocated; the address space
-                    // calls us after the TLB invalidation, so nothing maps it any more.
-                    unsafe { frame::free(frame, 0) };
-                }
+            if let Unmapped::Leaf(leaf) = unmapped
+                && let Ok(frame) = PhysFrame::from_start(leaf.pa)
+            {
+                // SAFETY: every user page is a frame this space allocated; the address space
+                // calls us after the TLB invalidation, so nothing maps it any more.
+                unsafe { frame::free(frame, 0) };
             }
         })?;
         Ok(())

@@ -19,14 +19,14 @@ pub fn handle_kernel_fault(frame: &mut TrapFrame, esr: Esr, far: u64) -> bool {
     if far < pagetable::HALF_SIZE {
         return aspace::handle_fault(far, esr) == aspace::FaultResolution::Resolved;
     }
-    if let Some(name) = stack::guarded_stack_name(far) {
-        if !recover::armed() {
-            let sp = frame.el1_sp();
-            crate::panic::fatal(
-                format_args!("kernel stack overflow in {name} (guard page {far:#x} touched)"),
-                |out| write_report(out, frame, esr, far, sp),
-            );
-        }
+    if let Some(name) = stack::guarded_stack_name(far)
+        && !recover::armed()
+    {
+        let sp = frame.el1_sp();
+        crate::panic::fatal(
+            format_args!("kernel stack overflow in {name} (guard page {far:#x} touched)"),
+            |out| write_report(out, frame, esr, far, sp),
+        );
     }
     false
 }

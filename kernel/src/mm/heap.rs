@@ -104,12 +104,13 @@ impl KernelHeap {
             .iter()
             .enumerate()
             .any(|(i, c)| i != index && c.as_ref().is_some_and(|c| c.heap.used() == 0));
-        if empty && other_empty {
-            if let Some(chunk) = self.chunks[index].take() {
-                // SAFETY: the chunk's block came from `frame::alloc(chunk.order)` in `grow` and
-                // nothing in it is allocated any more.
-                unsafe { frame::free(chunk_frame(&chunk), chunk.order) };
-            }
+        if empty
+            && other_empty
+            && let Some(chunk) = self.chunks[index].take()
+        {
+            // SAFETY: the chunk's block came from `frame::alloc(chunk.order)` in `grow` and
+            // nothing in it is allocated any more.
+            unsafe { frame::free(chunk_frame(&chunk), chunk.order) };
         }
     }
 }

@@ -19,4 +19,4 @@ pub const MAX_STACKS: usize = 4096;
 pub const STACKS_END: u64 = STACKS_BASE + MAX_STACKS as u64 * STACK_SLOT_SIZE;
 
 const _: () = assert!(STACK_SLOT_SIZE == 1 << (STACK_SHIFT + 1));
-const _: () = assert!(STACKS_BASE % STACK_SLOT_SIZE == 0);
+const _: () = assert!(STACKS_BASE.is_multiple_of(STACK_SLOT_SIZE));

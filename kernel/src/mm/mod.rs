@@ -11,6 +11,7 @@
 //! User address spaces (TTBR0, the lower half) each have their own tables and ASID.
 
 pub mod aspace;
+pub mod bench;
 pub mod fault;
 pub mod frame;
 pub mod heap;

@@ -17,8 +17,13 @@ struct Slots {
     names: [Option<String>; MAX_STACKS],
 }
 
+/// Slot 0 is never used: its upper half is the guard of slot 1.
 static SLOTS: IrqSpinLock<Slots> = IrqSpinLock::new(Slots {
-    used: [false; MAX_STACKS],
+    used: {
+        let mut used = [false; MAX_STACKS];
+        used[0] = true;
+        used
+    },
     names: [const { None }; MAX_STACKS],
 });
 

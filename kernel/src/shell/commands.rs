@@ -6,43 +6,16 @@ use crate::console::Stdout;
 use crate::println;
 use core::fmt::Write;
 
+#[rustfmt::skip]
 static COMMANDS: &[Command] = &[
-    Command {
-        name: "help",
-        usage: "",
-        help: "list the commands",
-        run: help,
-    },
-    Command {
-        name: "mem",
-        usage: "",
-        help: "memory map, free/used frames, heap use",
-        run: mem,
-    },
-    Command {
-        name: "dtb",
-        usage: "[tree]",
-        help: "machine summary from the devicetree; `tree` prints the whole tree",
-        run: dtb,
-    },
-    Command {
-        name: "irq",
-        usage: "",
-        help: "interrupt controller and per-interrupt counts",
-        run: irq,
-    },
-    Command {
-        name: "uptime",
-        usage: "",
-        help: "time since boot and timer statistics",
-        run: uptime,
-    },
-    Command {
-        name: "poweroff",
-        usage: "",
-        help: "power the machine off (Ctrl-D too); exit status 1 if a command failed",
-        run: poweroff,
-    },
+    Command { name: "help", usage: "", help: "list the commands", run: help },
+    Command { name: "mem", usage: "", help: "memory map, free/used frames, heap use", run: mem },
+    Command { name: "pt", usage: "VA", help: "walk the page tables for VA level by level", run: pt },
+    Command { name: "dtb", usage: "[tree]", help: "machine summary from the devicetree; `tree` prints the whole tree", run: dtb },
+    Command { name: "irq", usage: "", help: "interrupt controller and per-interrupt counts", run: irq },
+    Command { name: "uptime", usage: "", help: "time since boot and timer statistics", run: uptime },
+    Command { name: "bench", usage: "mm [ITERATIONS]", help: "micro-benchmarks (guest instructions per operation with QEMU_ICOUNT=1)", run: bench },
+    Command { name: "poweroff", usage: "", help: "power the machine off (Ctrl-D too); exit status 1 if a command failed", run: poweroff },
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {
@@ -74,8 +47,25 @@ fn mem(args: &[&str]) -> CommandResult {
     for (i, region) in machine.ram.iter().enumerate() {
         println!("ram{i}={:#x}-{:#x}", region.base, region.base + region.size);
     }
-    let image = crate::mm::kernel_image();
-    println!("kernel_image={:#x}-{:#x}", image.start, image.end);
+    let image = crate::mm::image_layout();
+    println!(
+        "kernel_text={:#x}-{:#x} rx",
+        image.text.start, image.text.end
+    );
+    println!(
+        "kernel_rodata={:#x}-{:#x} r",
+        image.rodata.start, image.rodata.end
+    );
+    println!(
+        "kernel_data={:#x}-{:#x} rw",
+        image.data.start, image.data.end
+    );
+    println!("linear_map={:#x}", crate::mm::layout::LINEAR_BASE);
+    println!(
+        "kernel_stacks={:#x}-{:#x}",
+        crate::mm::layout::STACKS_BASE,
+        crate::mm::layout::STACKS_END
+    );
     let frames = crate::mm::frame::stats();
     println!("frames_total={}", frames.total);
     println!("frames_free={}", frames.free);
@@ -85,6 +75,40 @@ fn mem(args: &[&str]) -> CommandResult {
     println!("heap_bytes={}", heap.size);
     println!("heap_used={}", heap.used);
     println!("heap_failures={}", heap.failures);
+    Ok(())
+}
+
+/// Parses a number in decimal or with a 0x prefix (underscores allowed).
+pub fn parse_number(text: &str) -> Result<u64, CommandError> {
+    let digits = text.replace('_', "");
+    let parsed = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse(),
+    };
+    parsed.map_err(|_| CommandError::new(alloc::format!("`{text}` is not a number")))
+}
+
+fn pt(args: &[&str]) -> CommandResult {
+    let [va] = args else {
+        return Err(CommandError::new("usage: pt VA"));
+    };
+    let va = crate::mm::VirtAddr::new(parse_number(va)?)
+        .map_err(|err| CommandError::new(alloc::format!("{err}")))?;
+    let walk = match va.half() {
+        pagetable::Half::Kernel => crate::mm::kernel_space::walk(va),
+        pagetable::Half::User => match crate::mm::aspace::active() {
+            Some(space) => space.lock().tables().walk(va),
+            None => {
+                return Err(CommandError::new(
+                    "no user address space is active on this CPU",
+                ));
+            }
+        },
+    };
+    println!("{walk}");
     Ok(())
 }
 
@@ -99,6 +123,21 @@ fn dtb(args: &[&str]) -> CommandResult {
         }
     }
     Ok(())
+}
+
+fn bench(args: &[&str]) -> CommandResult {
+    match args {
+        ["mm", rest @ ..] => {
+            let iterations = match rest {
+                [] => 10_000,
+                [n] => parse_number(n)?.max(1),
+                _ => return Err(CommandError::new("usage: bench mm [ITERATIONS]")),
+            };
+            crate::mm::bench::run(&mut Stdout, iterations)?;
+            Ok(())
+        }
+        _ => Err(CommandError::new("usage: bench mm [ITERATIONS]")),
+    }
 }
 
 fn irq(args: &[&str]) -> CommandResult {

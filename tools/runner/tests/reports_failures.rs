@@ -59,7 +59,17 @@ fn assert_contains(text: &str, expected: &[&str]) {
 
 #[test]
 fn failed_check_fault_and_timeout_each_fail_one_case_and_the_run() {
-    let (code, text) = run(&["--skip", "panics", "--skip", "masked"], "120");
+    let (code, text) = run(
+        &[
+            "--skip",
+            "panics",
+            "--skip",
+            "masked",
+            "--skip",
+            "overflows",
+        ],
+        "120",
+    );
     assert_eq!(code, Some(1), "{text}");
     assert_contains(
         &text,
@@ -74,7 +84,7 @@ fn failed_check_fault_and_timeout_each_fail_one_case_and_the_run() {
             "far=0x000000dead000000",
             "at failing_cases::faults",
             "exceeded its time budget of 1 s",
-            "test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 2 filtered out",
+            "test result: FAILED. 1 passed; 3 failed; 0 ignored; 0 measured; 3 filtered out",
         ],
     );
 }
@@ -92,6 +102,21 @@ fn panic_reports_the_case_and_summary_then_fails() {
             "backtrace:",
             "at failing_cases::panics",
             "panicked: panicked at",
+            "test result: FAILED. 0 passed; 1 failed",
+        ],
+    );
+}
+
+#[test]
+fn stack_overflow_below_the_stack_is_fatal_and_named() {
+    let (code, text) = run(&["overflows_the_stack"], "120");
+    assert_eq!(code, Some(1), "{text}");
+    assert_contains(
+        &text,
+        &[
+            "*** KERNEL PANIC on cpu0: kernel stack overflow in cpu0 boot thread",
+            "at failing_cases::overflows_the_stack::deeper",
+            "backtrace:",
             "test result: FAILED. 0 passed; 1 failed",
         ],
     );
@@ -119,7 +144,7 @@ fn listing_selects_without_running() {
         &[
             "passes: test",
             "hangs_with_interrupts_masked: test",
-            "6 tests, 0 benchmarks",
+            "7 tests, 0 benchmarks",
         ],
     );
 }

@@ -11,7 +11,7 @@ const MAX_FRAME_DISTANCE: u64 = 1 << 20;
 
 /// True if a kernel (EL1) read of the 16 bytes at `addr` would not fault.
 fn readable(addr: u64) -> bool {
-    if addr < boot::KERNEL_VIRT_OFFSET || addr % 8 != 0 {
+    if addr < boot::KERNEL_VIRT_OFFSET || !addr.is_multiple_of(8) {
         return false;
     }
     let translates = |va: u64| {
@@ -32,12 +32,9 @@ pub fn walk(mut fp: u64, mut visit: impl FnMut(usize, u64)) {
             return;
         }
         // SAFETY: `readable` checked that both words of the record translate for an EL1 read.
-        let (next, ret) = unsafe {
-            (
-                core::ptr::read_volatile(fp as *const u64),
-                core::ptr::read_volatile((fp + 8) as *const u64),
-            )
-        };
+        let next = unsafe { core::ptr::read_volatile(fp as *const u64) };
+        // SAFETY: as above.
+        let ret = unsafe { core::ptr::read_volatile((fp + 8) as *const u64) };
         if ret == 0 {
             return;
         }

@@ -59,7 +59,7 @@ pub struct FpState {
 const _: () = assert!(core::mem::offset_of!(TrapFrame, fp) == 288);
 const _: () = assert!(core::mem::offset_of!(TrapFrame, sp_el0) == 248);
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() % 16 == 0);
+const _: () = assert!(core::mem::size_of::<TrapFrame>().is_multiple_of(16));
 
 /// Where an exception came from and what it was (the vector table slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

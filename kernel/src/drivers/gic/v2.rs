@@ -102,13 +102,12 @@ impl GicV2 {
     /// `gicd` and `gicc` must be kernel virtual addresses of the GICv2 distributor and CPU
     /// interface, mapped as device memory for good.
     pub unsafe fn new(gicd: usize, gicc: usize) -> Self {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            Self {
-                gicd: Mmio::new(gicd),
-                gicc: Mmio::new(gicc),
-                config: IrqSpinLock::new(()),
-            }
+        Self {
+            // SAFETY: forwarded from the caller.
+            gicd: unsafe { Mmio::new(gicd) },
+            // SAFETY: forwarded from the caller.
+            gicc: unsafe { Mmio::new(gicc) },
+            config: IrqSpinLock::new(()),
         }
     }
 
