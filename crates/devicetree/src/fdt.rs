@@ -9,9 +9,10 @@ use crate::header::{BlockRange, HEADER_SIZE, Header, be_u64};
 use crate::node::Node;
 use crate::property::str_list_contains;
 
-/// The largest `totalsize` [`Fdt::from_ptr`] believes: QEMU's DTBs are 1 MiB, real boards'
-/// far smaller; anything bigger is more likely garbage than a device tree.
-pub const MAX_TOTAL_SIZE_FROM_PTR: usize = 2 << 20;
+/// The largest `totalsize` [`Fdt::from_ptr`] believes: QEMU's own DTBs are 1 MiB, a DTB given
+/// with `-dtb` grows by QEMU's 1 MiB of free space (just over 2 MiB), real boards' are far
+/// smaller; anything much bigger is more likely garbage than a device tree.
+pub const MAX_TOTAL_SIZE_FROM_PTR: usize = 8 << 20;
 
 /// A base address and a size, as found in `reg` and in the memory reservation block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -294,19 +294,19 @@ fn from_ptr_checks_the_header_before_reading_further() {
 
     // Only the 40 header bytes exist: from_ptr must judge them without reading past them.
     let mut header = fixture("default")[..40].to_vec();
-    set_header_field(&mut header, field::TOTAL_SIZE, 3 << 20);
+    set_header_field(&mut header, field::TOTAL_SIZE, 9 << 20);
     // SAFETY: 40 readable bytes; totalsize is over the limit, so no more are read.
     let error = unsafe { Fdt::from_ptr(header.as_ptr()) }.unwrap_err();
     assert_eq!(
         error,
         Error::TotalSizeOverLimit {
-            total_size: 3 << 20,
-            limit: 2 << 20
+            total_size: 9 << 20,
+            limit: 8 << 20
         }
     );
     assert_eq!(
         error.to_string(),
-        "header totalsize 3145728 exceeds the 2097152-byte limit"
+        "header totalsize 9437184 exceeds the 8388608-byte limit"
     );
 
     set_header_field(&mut header, field::MAGIC, 0x1234_5678);

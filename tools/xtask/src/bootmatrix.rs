@@ -80,14 +80,25 @@ impl Config {
 }
 
 /// Runs `command` with `input` on its standard input; returns (success, output).
-fn run_with_timeout(mut command: Command, input: &[u8]) -> (bool, String) {
+fn run_with_timeout(command: Command, input: &[u8]) -> (bool, String) {
+    let (status, output) = run_with_input(command, input);
+    (status == Some(0), output)
+}
+
+/// Runs `command` with nothing on its standard input; returns (exit code, output).
+fn run_with_status(command: Command) -> (Option<i32>, String) {
+    run_with_input(command, b"")
+}
+
+/// Runs `command` with `input` on its standard input and a timeout; returns (exit code, output).
+fn run_with_input(mut command: Command, input: &[u8]) -> (Option<i32>, String) {
     command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(err) => return (false, format!("cannot start {command:?}: {err}")),
+        Err(err) => return (None, format!("cannot start {command:?}: {err}")),
     };
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(input);
@@ -116,9 +127,9 @@ fn run_with_timeout(mut command: Command, input: &[u8]) -> (bool, String) {
         let _ = stderr.read_to_string(&mut output);
     }
     match status {
-        Some(status) => (status.success(), output),
+        Some(status) => (status.code(), output),
         None => (
-            false,
+            None,
             format!("{output}\n(timed out after {} s)", BOOT_TIMEOUT.as_secs()),
         ),
     }
@@ -234,13 +245,95 @@ fn build_image() -> Result<(PathBuf, PathBuf), String> {
     Ok((elf, image))
 }
 
-/// Boots every configuration whose name contains `filter` (all when empty).
+/// Prints a case's verdict (and, when it failed, why and the output); counts it.
+fn record(counts: &mut Counts, name: &str, problems: &[String], output: &str) {
+    if problems.is_empty() {
+        counts.passed += 1;
+        println!("boot {name} ... ok");
+        return;
+    }
+    counts.failed += 1;
+    println!("boot {name} ... FAILED");
+    for problem in problems {
+        println!("  {problem}");
+    }
+    let quoted: Vec<String> = output.lines().map(|l| format!("    | {l}")).collect();
+    println!("  output:\n{}", quoted.join("\n"));
+}
+
+/// A boot that must fail cleanly: a clear message, exit status 1, no hang or fault loop.
+struct BadBoot {
+    name: &'static str,
+    expected: &'static str,
+}
+
+const BAD_BOOTS: &[BadBoot] = &[
+    BadBoot {
+        name: "ELF instead of Image: no devicetree",
+        expected: "boot failed: no devicetree",
+    },
+    BadBoot {
+        name: "devicetree without an interrupt controller",
+        expected: "boot failed: devicetree at 0x",
+    },
+];
+
+/// The QEMU command for a bad boot: the ELF given directly (QEMU then passes no DTB), or the
+/// Image with a devicetree whose GIC is unrecognisable.
+fn bad_boot_command(
+    case: &BadBoot,
+    elf: &Path,
+    image: &Path,
+    work: &Path,
+) -> Result<Command, String> {
+    let mut command = Command::new("qemu-system-aarch64");
+    command.args([
+        "-M",
+        "virt",
+        "-cpu",
+        "cortex-a72",
+        "-m",
+        "128M",
+        "-display",
+        "none",
+    ]);
+    command.args(["-serial", "stdio", "-monitor", "none", "-semihosting"]);
+    if case.name.starts_with("ELF") {
+        command.arg("-kernel").arg(elf);
+        return Ok(command);
+    }
+    let dumped = work.join("bootmatrix-bad.dtb");
+    let status = Command::new("qemu-system-aarch64")
+        .args([
+            "-M",
+            &format!("virt,dumpdtb={}", dumped.display()),
+            "-display",
+            "none",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("qemu: {e}"))?;
+    let mut dtb =
+        std::fs::read(&dumped).map_err(|e| format!("{}: {e} ({status})", dumped.display()))?;
+    let gic = b"arm,cortex-a15-gic";
+    let at = dtb
+        .windows(gic.len())
+        .position(|w| w == gic)
+        .ok_or("no GIC compatible in the DTB")?;
+    dtb[at..at + gic.len()].copy_from_slice(b"arm,cortex-a15-xxx");
+    std::fs::write(&dumped, dtb).map_err(|e| format!("{}: {e}", dumped.display()))?;
+    command.arg("-kernel").arg(image).arg("-dtb").arg(&dumped);
+    Ok(command)
+}
+
+/// Boots every configuration whose name contains `filter` (all when empty), then the bad boots.
 pub fn run(filter: &str) -> Step {
     eprintln!("\n==> boot matrix");
     let start = Instant::now();
     let mut counts = Counts::default();
-    let image = match build_image() {
-        Ok((_elf, image)) => image,
+    let (elf, image) = match build_image() {
+        Ok(paths) => paths,
         Err(err) => {
             eprintln!("boot matrix: {err}");
             return Step {
@@ -261,32 +354,30 @@ pub fn run(filter: &str) -> Step {
         } else {
             boot_with_kernel(config)
         };
-        let missing: Vec<String> = config
+        let mut problems: Vec<String> = config
             .expected_lines()
             .into_iter()
             .filter(|line| !output.contains(line.as_str()))
+            .map(|line| format!("missing from the output: {line}"))
             .collect();
-        if exited_ok && missing.is_empty() {
-            counts.passed += 1;
-            println!("boot {} ... ok", config.name());
-        } else {
-            counts.failed += 1;
-            println!("boot {} ... FAILED", config.name());
-            if !exited_ok {
-                println!("  QEMU did not exit with status 0");
-            }
-            for line in &missing {
-                println!("  missing from the output: {line}");
-            }
-            println!(
-                "  output:\n{}",
-                output
-                    .lines()
-                    .map(|l| format!("    | {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+        if !exited_ok {
+            problems.push("QEMU did not exit with status 0".to_string());
         }
+        record(&mut counts, &config.name(), &problems, &output);
+    }
+    for case in BAD_BOOTS.iter().filter(|case| case.name.contains(filter)) {
+        let (status, output) = match bad_boot_command(case, &elf, &image, &work) {
+            Ok(command) => run_with_status(command),
+            Err(err) => (None, err),
+        };
+        let mut problems = Vec::new();
+        if status != Some(1) {
+            problems.push(format!("expected exit status 1, got {status:?}"));
+        }
+        if !output.contains(case.expected) {
+            problems.push(format!("missing from the output: {}", case.expected));
+        }
+        record(&mut counts, case.name, &problems, &output);
     }
     Step {
         name: "boot matrix".to_string(),
