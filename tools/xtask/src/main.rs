@@ -1,8 +1,9 @@
 //! Project tasks: `cargo xtask <task>` (alias in .cargo/config.toml).
 //!
 //! - `test`: the whole suite — host tier, QEMU tier on `-cpu cortex-a72` (software Access-flag
-//!   faults) and `-cpu max` (hardware Access flag and dirty state), and the boot matrix. Prints
-//!   a summary and exits non-zero if anything failed. This is what CI runs.
+//!   faults) and `-cpu max` (hardware Access flag and dirty state), the boot matrix, and the
+//!   lints (rustfmt, clippy with warnings as errors). Prints a summary and exits non-zero if
+//!   anything failed. This is what CI runs.
 //! - `host`: host tier only (`cargo test --target host-tuple` for the host-testable crates).
 //! - `qemu`: QEMU tier only, on both CPUs.
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
@@ -175,6 +176,7 @@ fn main() -> ExitCode {
             let mut steps = vec![host_tier()];
             steps.extend(QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)));
             steps.push(bootmatrix::run(""));
+            steps.extend(lint());
             steps
         }
         Some("host") => vec![host_tier()],
