@@ -76,6 +76,8 @@ pub fn handle_irq() {
             INPUT_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
+    drop(input);
+    INPUT_WAIT.wake_all();
 }
 
 /// Next input byte if one is waiting.
@@ -87,14 +89,18 @@ pub fn try_read_byte() -> Option<u8> {
     }
 }
 
-/// Waits for the next input byte (sleeping between interrupts when they are on).
+/// Threads waiting for input.
+static INPUT_WAIT: crate::task::WaitQueue = crate::task::WaitQueue::new();
+
+/// Waits for the next input byte: the calling thread blocks until the receive interrupt brings
+/// one (before interrupts are on, it polls).
 pub fn read_byte() -> u8 {
     loop {
         if let Some(byte) = try_read_byte() {
             return byte;
         }
-        if crate::arch::cpu::interrupts_enabled() {
-            crate::arch::cpu::wait_for_interrupt();
+        if RX_INTERRUPTS.load(Ordering::Acquire) {
+            INPUT_WAIT.wait_until(|| !INPUT.lock().is_empty());
         } else {
             core::hint::spin_loop();
         }
@@ -195,6 +201,10 @@ impl RingBuffer {
         self.bytes[tail] = byte;
         self.len += 1;
         true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn pop(&mut self) -> Option<u8> {

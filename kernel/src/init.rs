@@ -112,22 +112,35 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     SECURE.store(entry_el == 3, core::sync::atomic::Ordering::Relaxed);
 
     mm::init(machine, dtb_pa, fdt.total_size() as u64);
-    // Leave the boot stack (in .bss, no guard) for a kernel stack with a guard region.
-    let stack = match mm::stack::KernelStack::new("cpu0 boot thread") {
+    // Leave the boot stack (in .bss, no guard) for a kernel stack with a guard region; the boot
+    // flow continues there as the first thread.
+    let stack = match mm::stack::KernelStack::new(MAIN_THREAD) {
         Ok(stack) => stack,
         Err(err) => boot_failure(format_args!("no kernel stack: {err}")),
     };
     let top = stack.top().as_u64();
-    core::mem::forget(stack);
+    *MAIN_STACK.lock() = Some(stack);
     // SAFETY: `top` is the top of a mapped stack nothing else uses; `continue_boot` never returns.
     unsafe { cpu::run_on_stack(top, continue_boot) }
 }
+
+/// Name of the thread that continues the boot and runs the image's main function.
+const MAIN_THREAD: &str = "main";
+/// Its stack, between allocating it and handing it to the scheduler.
+static MAIN_STACK: crate::sync::IrqSpinLock<Option<mm::stack::KernelStack>> =
+    crate::sync::IrqSpinLock::new(None);
 
 /// Whether the kernel runs in the secure state (entered at EL3).
 static SECURE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// The rest of the boot, on the boot CPU's kernel stack.
 fn continue_boot() -> ! {
+    let Some(stack) = MAIN_STACK.lock().take() else {
+        boot_failure(format_args!("the main thread's stack went missing"));
+    };
+    if let Err(err) = crate::task::init_boot_cpu(MAIN_THREAD, stack) {
+        boot_failure(format_args!("scheduler: {err}"));
+    }
     init_interrupts(
         machine(),
         SECURE.load(core::sync::atomic::Ordering::Relaxed),

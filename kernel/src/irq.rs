@@ -73,6 +73,32 @@ pub fn register(
     Ok(())
 }
 
+/// Routes a banked interrupt (SGI or PPI: one copy per CPU) to `handler` and enables it on the
+/// calling CPU. Every CPU calls this for itself; they must all pass the same handler.
+pub fn register_banked(
+    irq: IrqId,
+    trigger: Trigger,
+    name: &'static str,
+    handler: Handler,
+) -> Result<(), IrqError> {
+    let gic = controller().ok_or(IrqError::NoController)?;
+    if !irq.is_private() {
+        return Err(IrqError::OutOfRange(irq));
+    }
+    match HANDLERS[irq.0 as usize].compare_exchange(
+        0,
+        handler as usize,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => NAMES.lock()[irq.0 as usize] = Some(name),
+        Err(existing) if existing == handler as usize => {}
+        Err(_) => return Err(IrqError::AlreadyRegistered(irq)),
+    }
+    gic.enable(irq, trigger, DEFAULT_PRIORITY);
+    Ok(())
+}
+
 /// Disables `irq` and removes its handler.
 pub fn unregister(irq: IrqId) {
     if let Some(gic) = controller() {

@@ -22,6 +22,7 @@ pub mod panic;
 pub mod power;
 pub mod shell;
 pub mod sync;
+pub mod task;
 pub mod time;
 
 #[cfg(test)]

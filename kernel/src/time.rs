@@ -1,10 +1,12 @@
 //! Time: uptime from the generic counter, a periodic tick, and one-shot deadlines.
 //!
-//! One hardware timer (the EL1 virtual timer) serves both: it is always programmed for the
-//! earlier of the next tick and the earliest deadline. Deadline callbacks run in interrupt
-//! context with interrupts masked, so they must be short and must not block.
+//! Each CPU's own EL1 virtual timer serves both: it is always programmed for the earlier of
+//! that CPU's next tick and its earliest deadline. A deadline fires on the CPU that set it.
+//! Deadline callbacks run in interrupt context with interrupts masked, so they must be short
+//! and must not block.
 
-use crate::arch::{cpu, timer};
+use crate::arch::cpu::{self, MAX_CPUS, cpu_index};
+use crate::arch::timer;
 use crate::sync::IrqSpinLock;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,8 @@ const MAX_DEADLINES: usize = 64;
 
 static BOOT_COUNTER: AtomicU64 = AtomicU64::new(0);
 static FREQUENCY: AtomicU64 = AtomicU64::new(1);
-static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Periodic ticks taken by each CPU.
+static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static TIMER_IRQS: AtomicU64 = AtomicU64::new(0);
 
 /// Records the boot instant and counter frequency; first thing at boot.
@@ -34,6 +37,11 @@ pub fn ticks_to_us(ticks: u64) -> u64 {
     (u128::from(ticks) * 1_000_000 / u128::from(frequency())) as u64
 }
 
+/// Converts counter ticks to nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000_000 / u128::from(frequency())) as u64
+}
+
 /// Converts microseconds to counter ticks (rounding up).
 pub fn us_to_ticks(us: u64) -> u64 {
     (u128::from(us) * u128::from(frequency())).div_ceil(1_000_000) as u64
@@ -49,9 +57,9 @@ pub fn uptime_us() -> u64 {
     ticks_to_us(cpu::counter().wrapping_sub(boot_counter()))
 }
 
-/// Periodic ticks since the tick was started.
+/// Periodic ticks this CPU has taken since its tick started.
 pub fn ticks() -> u64 {
-    TICKS.load(Ordering::Relaxed)
+    TICKS[cpu_index()].load(Ordering::Relaxed)
 }
 
 /// Timer interrupts taken (ticks and deadlines).
@@ -59,9 +67,12 @@ pub fn timer_irqs() -> u64 {
     TIMER_IRQS.load(Ordering::Relaxed)
 }
 
-/// Identifies a pending deadline for [`cancel_deadline`].
+/// Identifies a pending deadline for [`cancel_deadline`]: the CPU that set it and a number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeadlineId(u64);
+pub struct DeadlineId {
+    cpu: usize,
+    id: u64,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerError {
@@ -93,16 +104,23 @@ struct Timers {
     tick_interval: u64,
 }
 
-static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers {
-    deadlines: [None; MAX_DEADLINES],
-    next_id: 1,
-    next_tick: None,
-    tick_interval: 0,
-});
+static TIMERS: [IrqSpinLock<Timers>; MAX_CPUS] = [const {
+    IrqSpinLock::new(Timers {
+        deadlines: [None; MAX_DEADLINES],
+        next_id: 1,
+        next_tick: None,
+        tick_interval: 0,
+    })
+}; MAX_CPUS];
 
 impl Timers {
     /// Programs the hardware for the earliest pending event.
-    fn reprogram(&self) {
+    fn reprogram(&self, cpu: usize) {
+        // Only the owning CPU can program its timer; another CPU changing these deadlines
+        // leaves the hardware early at worst, and the interrupt then reprograms it.
+        if cpu != cpu_index() {
+            return;
+        }
         let earliest = self
             .deadlines
             .iter()
@@ -117,17 +135,19 @@ impl Timers {
     }
 }
 
-/// Starts the periodic tick (the caller routes the timer interrupt to [`handle_irq`]).
+/// Starts this CPU's periodic tick (the caller routes the timer interrupt to [`handle_irq`]).
 pub fn start_tick() {
-    let mut timers = TIMERS.lock();
+    let cpu = cpu_index();
+    let mut timers = TIMERS[cpu].lock();
     timers.tick_interval = frequency() / TICK_HZ;
     timers.next_tick = Some(cpu::counter() + timers.tick_interval);
-    timers.reprogram();
+    timers.reprogram(cpu);
 }
 
-/// Calls `callback(arg)` from the timer interrupt once the counter reaches `at`.
+/// Calls `callback(arg)` from this CPU's timer interrupt once the counter reaches `at`.
 pub fn add_deadline(at: u64, callback: fn(usize), arg: usize) -> Result<DeadlineId, TimerError> {
-    let mut timers = TIMERS.lock();
+    let cpu = cpu_index();
+    let mut timers = TIMERS[cpu].lock();
     let id = timers.next_id;
     let slot = timers
         .deadlines
@@ -141,8 +161,8 @@ pub fn add_deadline(at: u64, callback: fn(usize), arg: usize) -> Result<Deadline
         arg,
     });
     timers.next_id += 1;
-    timers.reprogram();
-    Ok(DeadlineId(id))
+    timers.reprogram(cpu);
+    Ok(DeadlineId { cpu, id })
 }
 
 /// [`add_deadline`] `us` microseconds from now.
@@ -156,40 +176,50 @@ pub fn add_deadline_after_us(
 
 /// Cancels a deadline; returns false if it already fired (or never existed).
 pub fn cancel_deadline(id: DeadlineId) -> bool {
-    let mut timers = TIMERS.lock();
+    let Some(lock) = TIMERS.get(id.cpu) else {
+        return false;
+    };
+    let mut timers = lock.lock();
     let Some(slot) = timers
         .deadlines
         .iter_mut()
-        .find(|slot| slot.is_some_and(|d| d.id == id.0))
+        .find(|slot| slot.is_some_and(|d| d.id == id.id))
     else {
         return false;
     };
     *slot = None;
-    timers.reprogram();
+    timers.reprogram(id.cpu);
     true
 }
 
-/// Timer interrupt: advances the tick and runs expired deadlines.
+/// Timer interrupt: advances this CPU's tick (telling the scheduler) and runs its expired
+/// deadlines.
 pub fn handle_irq() {
     TIMER_IRQS.fetch_add(1, Ordering::Relaxed);
+    let cpu = cpu_index();
     let now = cpu::counter();
     let mut expired: [Option<Deadline>; MAX_DEADLINES] = [None; MAX_DEADLINES];
+    let mut ticked = false;
     {
-        let mut timers = TIMERS.lock();
+        let mut timers = TIMERS[cpu].lock();
         if let Some(next) = timers.next_tick
             && now >= next
         {
             let interval = timers.tick_interval.max(1);
             let missed = (now - next) / interval + 1;
-            TICKS.fetch_add(missed, Ordering::Relaxed);
+            TICKS[cpu].fetch_add(missed, Ordering::Relaxed);
             timers.next_tick = Some(next + missed * interval);
+            ticked = true;
         }
         for (slot, out) in timers.deadlines.iter_mut().zip(expired.iter_mut()) {
             if slot.is_some_and(|d| d.at <= now) {
                 *out = slot.take();
             }
         }
-        timers.reprogram();
+        timers.reprogram(cpu);
+    }
+    if ticked {
+        crate::task::sched::tick();
     }
     expired.sort_unstable_by_key(|deadline| deadline.map_or(u64::MAX, |d| d.at));
     for deadline in expired.iter().flatten() {

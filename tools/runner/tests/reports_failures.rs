@@ -114,7 +114,7 @@ fn stack_overflow_below_the_stack_is_fatal_and_named() {
     assert_contains(
         &text,
         &[
-            "*** KERNEL PANIC on cpu0: kernel stack overflow in cpu0 boot thread",
+            "*** KERNEL PANIC on cpu0: kernel stack overflow in main",
             "at failing_cases::overflows_the_stack::deeper",
             "backtrace:",
             "test result: FAILED. 0 passed; 1 failed",

@@ -1,0 +1,67 @@
+//! Wait queues: threads block until a condition holds and an event wakes them.
+
+use super::{RunState, Thread, sched};
+use crate::sync::IrqSpinLock;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+
+/// Threads waiting for an event. The waker changes the condition first, then wakes; a waiter
+/// checks the condition under the queue's lock before blocking, so no wake-up is lost.
+pub struct WaitQueue {
+    waiters: IrqSpinLock<VecDeque<Arc<Thread>>>,
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WaitQueue {
+    pub const fn new() -> Self {
+        Self {
+            waiters: IrqSpinLock::new(VecDeque::new()),
+        }
+    }
+
+    /// Blocks the calling thread until `ready()` holds (checked first, then after every wake-up).
+    pub fn wait_until(&self, ready: impl Fn() -> bool) {
+        loop {
+            {
+                let mut waiters = self.waiters.lock();
+                if ready() {
+                    return;
+                }
+                let me = sched::current();
+                me.sched.lock().run = RunState::Blocked;
+                waiters.push_back(me);
+            }
+            sched::schedule();
+        }
+    }
+
+    /// Wakes every waiting thread.
+    pub fn wake_all(&self) {
+        let woken: VecDeque<Arc<Thread>> = core::mem::take(&mut *self.waiters.lock());
+        for thread in woken {
+            sched::wake(&thread);
+        }
+    }
+
+    /// Wakes the longest-waiting thread, if any.
+    pub fn wake_one(&self) {
+        let thread = self.waiters.lock().pop_front();
+        if let Some(thread) = thread {
+            sched::wake(&thread);
+        }
+    }
+
+    /// Number of threads waiting.
+    pub fn len(&self) -> usize {
+        self.waiters.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
