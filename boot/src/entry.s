@@ -80,8 +80,9 @@ primary_entry:
     cmp     x20, #3
     b.eq    from_el3
     cmp     x20, #2
-    b.eq    from_el2
-    b       in_el1
+    b.ne    in_el1
+    adr     x28, in_el1
+    b       el2_to_el1
 
 from_el3:
     // Entered at EL3 (no firmware): continue in Secure EL1. With nothing at EL3 to hand
@@ -104,7 +105,8 @@ from_el3:
     msr     elr_el3, x4
     eret
 
-from_el2:
+// Configures EL2 so that EL1 runs AArch64 without traps, then continues at EL1 at x28.
+el2_to_el1:
     mov     x0, #HCR_EL2_RW
     msr     hcr_el2, x0
     mrs     x0, cnthctl_el2
@@ -129,8 +131,7 @@ from_el2:
     isb
 1:  mov     x0, #SPSR_EL1H_MASKED
     msr     spsr_el2, x0
-    adr     x0, in_el1
-    msr     elr_el2, x0
+    msr     elr_el2, x28
     eret
 
 in_el1:
@@ -246,6 +247,49 @@ park:
     wfe
     b       park
 
+// Entry of a secondary CPU started with PSCI CPU_ON (at its physical address, MMU off), with
+// x0 = physical address of its SecondaryStart block (kernel::smp), laid out as:
+//   0 MAIR, 8 TCR, 16 TTBR0 (boot identity map), 24 TTBR1 (kernel tables), 32 SCTLR (MMU on),
+//   40 stack top, 48 CPU index, 56 entry point (kernel virtual address, called with x0 = index).
+.global secondary_entry
+secondary_entry:
+    mov     x19, x0
+    mrs     x0, CurrentEL
+    lsr     x0, x0, #2
+    cmp     x0, #2
+    b.ne    secondary_el1
+    adr     x28, secondary_el1
+    b       el2_to_el1
+
+secondary_el1:
+    mov     x0, #(3 << 20)          // CPACR_EL1.FPEN
+    msr     cpacr_el1, x0
+    ldr     x0, =SCTLR_EL1_MMU_OFF
+    msr     sctlr_el1, x0
+    isb
+    adr_l   x0, early_vectors
+    msr     vbar_el1, x0
+    ldp     x1, x2, [x19, #0]
+    ldp     x3, x4, [x19, #16]
+    ldp     x5, x6, [x19, #32]
+    ldp     x7, x8, [x19, #48]
+    msr     mair_el1, x1
+    msr     tcr_el1, x2
+    msr     ttbr0_el1, x3
+    msr     ttbr1_el1, x4
+    isb
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     sctlr_el1, x5
+    isb
+    msr     tpidr_el1, x7
+    mov     sp, x6
+    mov     x29, xzr
+    mov     x30, xzr
+    mov     x0, x7
+    br      x8
+
 // Until the kernel installs its own vectors, any exception stops the CPU here (x30 of the
 // handler is not touched, so a debugger shows where it came from via ELR_EL1).
 .balign 2048
@@ -259,6 +303,7 @@ early_vectors:
 
 .section .bss.boot_tables, "aw", %nobits
 .balign 4096
+.global boot_l0_ttbr0
 boot_l0_ttbr0: .space 4096
 boot_l1_ttbr0: .space 4096
 boot_l0_ttbr1: .space 4096

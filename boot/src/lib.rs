@@ -36,3 +36,21 @@ pub const MAIR_EL1: u64 = (0x04 << (8 * MAIR_IDX_DEVICE))
     | (0x44 << (8 * MAIR_IDX_NORMAL_NC));
 
 core::arch::global_asm!(include_str!("entry.s"), mair = const MAIR_EL1);
+
+unsafe extern "C" {
+    fn secondary_entry();
+    static boot_l0_ttbr0: u8;
+}
+
+/// Where a secondary CPU starts (kernel virtual address of `secondary_entry`; PSCI CPU_ON wants
+/// the physical one: subtract [`KERNEL_VIRT_OFFSET`]). It expects x0 = the physical address of
+/// a start block, see `entry.s`.
+pub fn secondary_entry_address() -> u64 {
+    secondary_entry as *const () as u64
+}
+
+/// The boot identity map's root table (kernel virtual address). Secondary CPUs run from it
+/// while they turn their MMU on.
+pub fn identity_map_root() -> u64 {
+    (&raw const boot_l0_ttbr0) as u64
+}

@@ -145,6 +145,7 @@ fn continue_boot() -> ! {
         machine(),
         SECURE.load(core::sync::atomic::Ordering::Relaxed),
     );
+    crate::smp::start_secondaries();
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
 }
@@ -238,12 +239,9 @@ fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
     let Some(timer) = machine.timer else {
         boot_failure(format_args!("the devicetree has no arm,armv8-timer node"));
     };
-    if let Err(err) = irq::register(IrqId(timer.virt), Trigger::Level, "timer", |_| {
-        time::handle_irq()
-    }) {
+    if let Err(err) = start_local_timer(timer.virt) {
         boot_failure(format_args!("timer interrupt: {err}"));
     }
-    time::start_tick();
     log::info!(target: "time", "virtual timer on INTID {}, {} Hz counter, {} Hz tick", timer.virt, time::frequency(), time::TICK_HZ);
 
     if let Some(uart_irq) = machine.uart.and_then(|uart| uart.irq) {
@@ -260,4 +258,25 @@ fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
         }
     }
     cpu::enable_interrupts();
+}
+
+/// This CPU's timer interrupt (a per-CPU PPI) and tick.
+fn start_local_timer(intid: u32) -> Result<(), irq::IrqError> {
+    irq::register_banked(IrqId(intid), Trigger::Level, "timer", |_| {
+        time::handle_irq()
+    })?;
+    time::start_tick();
+    Ok(())
+}
+
+/// Interrupt set-up of a secondary CPU: its GIC CPU interface (and redistributor) and timer.
+pub fn init_secondary_interrupts() {
+    if let Some(gic) = irq::controller() {
+        gic.init_cpu();
+    }
+    if let Some(timer) = machine().timer
+        && let Err(err) = start_local_timer(timer.virt)
+    {
+        log::error!(target: "smp", "cpu{}: timer interrupt: {err}", cpu::cpu_index());
+    }
 }

@@ -21,6 +21,7 @@ pub mod mm;
 pub mod panic;
 pub mod power;
 pub mod shell;
+pub mod smp;
 pub mod sync;
 pub mod task;
 pub mod time;

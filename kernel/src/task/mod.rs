@@ -94,6 +94,8 @@ pub struct Thread {
     pub(crate) on_cpu: AtomicBool,
     /// Idle threads run only when nothing else can.
     pub(crate) idle: bool,
+    /// Runs only on its CPU (work stealing leaves it alone).
+    pub(crate) pinned: bool,
     runtime_ns: AtomicU64,
     switches: AtomicU64,
     exit_code: AtomicI64,
@@ -186,6 +188,7 @@ pub struct Builder {
     name: String,
     priority: Priority,
     cpu: Option<usize>,
+    pinned: bool,
     user: Option<user::UserTask>,
 }
 
@@ -195,6 +198,7 @@ impl Builder {
             name: String::from(name),
             priority: Priority::DEFAULT,
             cpu: None,
+            pinned: false,
             user: None,
         }
     }
@@ -207,6 +211,13 @@ impl Builder {
     /// Start on this CPU (it may later move to another by work stealing).
     pub fn cpu(mut self, cpu: usize) -> Self {
         self.cpu = Some(cpu);
+        self
+    }
+
+    /// Run only on this CPU.
+    pub fn pin(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self.pinned = true;
         self
     }
 
@@ -232,6 +243,7 @@ impl Builder {
             vruntime: AtomicU64::new(sched::min_vruntime(cpu)),
             on_cpu: AtomicBool::new(false),
             idle: false,
+            pinned: self.pinned,
             runtime_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             exit_code: AtomicI64::new(0),
@@ -278,6 +290,7 @@ fn special_thread(
         vruntime: AtomicU64::new(0),
         on_cpu: AtomicBool::new(running),
         idle,
+        pinned: true,
         runtime_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
         exit_code: AtomicI64::new(0),

@@ -167,7 +167,7 @@ fn steal(me: usize) -> Option<Arc<Thread>> {
             .waiting
             .iter()
             .enumerate()
-            .filter(|(_, t)| !t.on_cpu.load(Ordering::Acquire))
+            .filter(|(_, t)| !t.pinned && !t.on_cpu.load(Ordering::Acquire))
             .max_by_key(|(_, t)| t.vruntime.load(Ordering::Relaxed))
             .map(|(index, _)| index);
         if let Some(index) = candidate {
@@ -248,7 +248,7 @@ pub fn finish_switch() {
 }
 
 /// Timer tick on this CPU: asks for preemption when the running thread used its slice and
-/// others are waiting (or this CPU idles while another has work to steal).
+/// others are waiting. (An idle CPU's idle loop wakes on the tick anyway and looks for work.)
 pub fn tick() {
     let cpu = cpu_index();
     let Some(queue) = QUEUES[cpu].try_lock() else {
@@ -257,28 +257,27 @@ pub fn tick() {
     let Some(current) = queue.current.as_ref() else {
         return;
     };
-    let waiting = !queue.waiting.is_empty();
-    let busy_elsewhere =
-        (0..MAX_CPUS).any(|other| other != cpu && LOAD[other].load(Ordering::Relaxed) > 0);
     let expired = now_ns().saturating_sub(queue.since) >= SLICE_NS;
-    let preempt = if current.idle {
-        waiting || busy_elsewhere
-    } else {
-        waiting && expired
-    };
-    if preempt {
+    if !current.idle && !queue.waiting.is_empty() && expired {
         crate::irq::request_preempt();
     }
 }
 
-/// The idle thread of each CPU: runs whatever becomes runnable, sleeps in WFI otherwise.
+/// The idle thread of each CPU: runs whatever becomes runnable here or can be stolen from a
+/// busier CPU, and sleeps in WFI otherwise (until the next interrupt: a tick, a wake-up IPI).
 pub fn idle_loop(_: usize) {
     loop {
         let daif = cpu::disable_interrupts();
         let cpu = cpu_index();
-        let has_work = !QUEUES[cpu].lock().waiting.is_empty()
-            || (0..MAX_CPUS).any(|other| other != cpu && LOAD[other].load(Ordering::Relaxed) > 0);
-        if has_work || crate::irq::take_preempt_request() {
+        let mut runnable =
+            !QUEUES[cpu].lock().waiting.is_empty() || crate::irq::take_preempt_request();
+        if !runnable && let Some(thread) = steal(cpu) {
+            let mut queue = QUEUES[cpu].lock();
+            queue.waiting.push(thread);
+            LOAD[cpu].store(queue.waiting.len(), Ordering::Relaxed);
+            runnable = true;
+        }
+        if runnable {
             cpu::restore_interrupts(daif);
             schedule();
         } else {

@@ -1,7 +1,8 @@
 //! Project tasks: `cargo xtask <task>` (alias in .cargo/config.toml).
 //!
 //! - `test`: the whole suite — host tier, QEMU tier on `-cpu cortex-a72` (software Access-flag
-//!   faults) and `-cpu max` (hardware Access flag and dirty state), the boot matrix, and the
+//!   faults) and `-cpu max` (hardware Access flag and dirty state) with one, two and four CPUs,
+//!   the boot matrix, and the
 //!   lints (rustfmt, clippy with warnings as errors). Prints a summary and exits non-zero if
 //!   anything failed. This is what CI runs.
 //! - `host`: host tier only (`cargo test --target host-tuple` for the host-testable crates).
@@ -26,8 +27,9 @@ const HOST_PACKAGES: &[&str] = &[
     "sim",
     "xtask",
 ];
-/// The QEMU tier runs once per CPU model: without and with FEAT_HAFDBS.
-const QEMU_CPUS: &[&str] = &["cortex-a72", "max"];
+/// The QEMU tier runs once per configuration: CPU models without and with FEAT_HAFDBS
+/// (software vs hardware Access flag), one to four CPUs.
+const QEMU_CONFIGS: &[(&str, u32)] = &[("cortex-a72", 1), ("max", 4), ("cortex-a72", 2)];
 
 /// Test counts parsed from libtest-format `test result:` lines.
 #[derive(Default, Clone, Copy)]
@@ -98,12 +100,13 @@ fn host_tier() -> Step {
     run_counting("host tier", command)
 }
 
-fn qemu_tier(cpu: &str) -> Step {
+fn qemu_tier((cpu, smp): (&str, u32)) -> Step {
     let mut command = cargo();
     command
         .args(["test", "--no-fail-fast"])
-        .env("QEMU_CPU", cpu);
-    run_counting(&format!("QEMU tier, -cpu {cpu}"), command)
+        .env("QEMU_CPU", cpu)
+        .env("QEMU_SMP", smp.to_string());
+    run_counting(&format!("QEMU tier, -cpu {cpu} -smp {smp}"), command)
 }
 
 fn lint() -> Vec<Step> {
@@ -174,13 +177,16 @@ fn main() -> ExitCode {
     let steps = match args.first().map(String::as_str) {
         Some("test") => {
             let mut steps = vec![host_tier()];
-            steps.extend(QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)));
+            steps.extend(QEMU_CONFIGS.iter().map(|config| qemu_tier(*config)));
             steps.push(bootmatrix::run(""));
             steps.extend(lint());
             steps
         }
         Some("host") => vec![host_tier()],
-        Some("qemu") => QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)).collect(),
+        Some("qemu") => QEMU_CONFIGS
+            .iter()
+            .map(|config| qemu_tier(*config))
+            .collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
         _ => {

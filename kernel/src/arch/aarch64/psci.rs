@@ -14,7 +14,15 @@ pub fn set_conduit_smc(smc: bool) {
     USE_SMC.store(smc, Ordering::Relaxed);
 }
 
+/// PSCI's NOT_SUPPORTED, also returned when the conduit instruction itself is undefined (the
+/// kernel runs in the secure state with no firmware at EL3 to answer).
+const NOT_SUPPORTED: i64 = -1;
+
 fn call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    super::recover::catch(|| raw_call(function, a1, a2, a3)).unwrap_or(NOT_SUPPORTED)
+}
+
+fn raw_call(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     let mut x0 = u64::from(function);
     if USE_SMC.load(Ordering::Relaxed) {
         // SAFETY: a PSCI call per the SMC calling convention; x0-x3 are arguments/results and the
