@@ -15,6 +15,7 @@ pub mod cmdline;
 pub mod console;
 pub mod drivers;
 pub mod init;
+pub mod ipc;
 pub mod irq;
 pub mod ktest;
 pub mod mm;
@@ -23,6 +24,7 @@ pub mod power;
 pub mod shell;
 pub mod smp;
 pub mod sync;
+pub mod syscall;
 pub mod task;
 pub mod time;
 

@@ -16,12 +16,14 @@ use pagetable::{
     AddressSpace, Asid, DirtyTracking, FaultOutcome, MapError, MemoryAttributes, Space, Unmapped,
 };
 
-/// A range of user memory backed by anonymous pages that are allocated, zeroed, on first touch.
+/// A range of user memory: anonymous pages allocated, zeroed, on first touch; or pages lent by
+/// another address space (`borrowed`: mapped for a while, never freed from here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
     pub start: u64,
     pub end: u64,
     pub attributes: MemoryAttributes,
+    pub borrowed: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -168,6 +170,22 @@ impl UserSpace {
         &self.regions
     }
 
+    /// Pages mapped in the user half (resident set).
+    pub fn resident_pages(&self) -> usize {
+        let mut count = 0;
+        for region in &self.regions {
+            if let Ok(start) = VirtAddr::new(region.start) {
+                let _ = self
+                    .tables
+                    .for_each_leaf(start, region.end - region.start, |_| {
+                        count += 1;
+                        core::ops::ControlFlow::Continue(())
+                    });
+            }
+        }
+        count
+    }
+
     fn check_range(start: u64, len: u64) -> Result<u64, SpaceError> {
         let end = start
             .checked_add(len)
@@ -200,6 +218,7 @@ impl UserSpace {
             start,
             end,
             attributes,
+            borrowed: false,
         });
         Ok(())
     }
@@ -253,6 +272,70 @@ impl UserSpace {
         Ok(())
     }
 
+    /// Maps frames another address space owns at `start` (a lent buffer); they are unmapped
+    /// but not freed when the region goes.
+    pub fn map_borrowed(
+        &mut self,
+        start: u64,
+        frames: &[PhysFrame],
+        attributes: MemoryAttributes,
+    ) -> Result<(), SpaceError> {
+        let len = frames.len() as u64 * PAGE_SIZE;
+        self.add_region(start, len, attributes)?;
+        if let Some(region) = self.regions.last_mut() {
+            region.borrowed = true;
+        }
+        for (index, frame) in frames.iter().enumerate() {
+            let page = Page::containing(
+                VirtAddr::new(start + index as u64 * PAGE_SIZE)
+                    .map_err(|_| SpaceError::BadRange { start, len })?,
+            );
+            if let Err(err) = self.tables.map_page(page, *frame, attributes) {
+                let _ = self.remove_region(start);
+                return Err(err.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A free range of `len` bytes in `[low, high)`, page aligned, above the regions there.
+    pub fn find_free(&self, low: u64, high: u64, len: u64) -> Option<u64> {
+        let mut candidate = low;
+        let mut regions: Vec<Region> = self
+            .regions
+            .iter()
+            .copied()
+            .filter(|r| r.end > low && r.start < high)
+            .collect();
+        regions.sort_unstable_by_key(|r| r.start);
+        for region in regions {
+            if region.start >= candidate.checked_add(len)? {
+                break;
+            }
+            candidate = candidate.max(region.end);
+        }
+        (candidate.checked_add(len)? <= high).then_some(candidate)
+    }
+
+    /// Whether `[address, address + len)` lies in regions the user may read (and write).
+    pub fn user_may_access(&self, address: u64, len: u64, write: bool) -> bool {
+        let Some(end) = address.checked_add(len) else {
+            return false;
+        };
+        let mut cursor = address;
+        while cursor < end {
+            let Some(region) = self.region_of(cursor) else {
+                return false;
+            };
+            let access = region.attributes.user();
+            if !access.read || (write && !access.write) {
+                return false;
+            }
+            cursor = region.end;
+        }
+        true
+    }
+
     /// Removes the region starting at `start`, unmapping and freeing its pages.
     pub fn remove_region(&mut self, start: u64) -> Result<(), SpaceError> {
         let index = self
@@ -261,7 +344,13 @@ impl UserSpace {
             .position(|r| r.start == start)
             .ok_or(SpaceError::NoRegion { start })?;
         let region = self.regions[index];
-        self.unmap_range(region.start, region.end - region.start)?;
+        if region.borrowed {
+            let va =
+                VirtAddr::new(region.start).map_err(|_| SpaceError::BadRange { start, len: 0 })?;
+            self.tables.unmap(va, region.end - region.start, |_| {})?;
+        } else {
+            self.unmap_range(region.start, region.end - region.start)?;
+        }
         self.regions.swap_remove(index);
         Ok(())
     }
@@ -352,8 +441,9 @@ impl UserSpace {
 
 impl Drop for UserSpace {
     fn drop(&mut self) {
-        for region in core::mem::take(&mut self.regions) {
-            if let Err(err) = self.unmap_range(region.start, region.end - region.start) {
+        while let Some(region) = self.regions.last().copied() {
+            if let Err(err) = self.remove_region(region.start) {
+                self.regions.pop();
                 log::error!(
                     "address space {}: cannot unmap {:#x}: {err}; its pages leak",
                     self.asid.0,
@@ -385,6 +475,48 @@ pub fn deactivate() {
 /// The user address space active on this CPU.
 pub fn active() -> Option<SharedSpace> {
     ACTIVE.lock()[cpu_index()].clone()
+}
+
+/// Copies `len` bytes from the active user address space at `address`: the range must lie in
+/// regions the user may read, and every page must be (or become) present.
+pub fn copy_from_user(address: u64, len: usize) -> Result<Vec<u8>, abi::Error> {
+    let space = active().ok_or(abi::Error::BadAddress)?;
+    if !space.lock().user_may_access(address, len as u64, false) {
+        return Err(abi::Error::BadAddress);
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len)
+        .map_err(|_| abi::Error::NoMemory)?;
+    // The pages fill on demand; a fault nothing can resolve (memory exhausted) becomes an error.
+    crate::arch::recover::catch(|| {
+        for offset in 0..len {
+            // SAFETY: the range lies in the user's regions of the active address space; faults
+            // are resolved by the fault handler or caught by `catch`.
+            bytes.push(unsafe { core::ptr::read_volatile((address + offset as u64) as *const u8) });
+        }
+    })
+    .map_err(|_| abi::Error::BadAddress)?;
+    Ok(bytes)
+}
+
+/// Copies `bytes` into the active user address space at `address` (which must be writable for
+/// the user).
+pub fn copy_to_user(address: u64, bytes: &[u8]) -> Result<(), abi::Error> {
+    let space = active().ok_or(abi::Error::BadAddress)?;
+    if !space
+        .lock()
+        .user_may_access(address, bytes.len() as u64, true)
+    {
+        return Err(abi::Error::BadAddress);
+    }
+    crate::arch::recover::catch(|| {
+        for (offset, byte) in bytes.iter().enumerate() {
+            // SAFETY: as in `copy_from_user`, for writing.
+            unsafe { core::ptr::write_volatile((address + offset as u64) as *mut u8, *byte) };
+        }
+    })
+    .map_err(|_| abi::Error::BadAddress)
 }
 
 /// Resolves a fault on a user-half address in the active address space (from EL0, or from the

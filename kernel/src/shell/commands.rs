@@ -13,8 +13,11 @@ static COMMANDS: &[Command] = &[
     Command { name: "pt", usage: "VA", help: "walk the page tables for VA level by level", run: pt },
     Command { name: "dtb", usage: "[tree]", help: "machine summary from the devicetree; `tree` prints the whole tree", run: dtb },
     Command { name: "irq", usage: "", help: "interrupt controller and per-interrupt counts", run: irq },
+    Command { name: "ps", usage: "", help: "threads and tasks: state, CPU, runtime, memory, faults", run: ps },
+    Command { name: "run", usage: "PROGRAM [ARGS] [&]", help: "start a user program (wait for it unless `&`); `run` lists them", run: run_program },
+    Command { name: "kill", usage: "ID", help: "end a user task", run: kill },
     Command { name: "uptime", usage: "", help: "time since boot and timer statistics", run: uptime },
-    Command { name: "bench", usage: "mm [ITERATIONS]", help: "micro-benchmarks (guest instructions per operation with QEMU_ICOUNT=1)", run: bench },
+    Command { name: "bench", usage: "mm|tasks [N]", help: "micro-benchmarks (guest instructions per operation with QEMU_ICOUNT=1)", run: bench },
     Command { name: "poweroff", usage: "", help: "power the machine off (Ctrl-D too); exit status 1 if a command failed", run: poweroff },
 ];
 
@@ -128,6 +131,18 @@ fn dtb(args: &[&str]) -> CommandResult {
 
 fn bench(args: &[&str]) -> CommandResult {
     match args {
+        ["tasks", rest @ ..] => {
+            let ops = match rest {
+                [] => 2000,
+                [n] => parse_number(n)?.max(1),
+                _ => return Err(CommandError::new("usage: bench tasks [N]")),
+            };
+            if crate::task::bench::run_all(ops) {
+                Ok(())
+            } else {
+                Err(CommandError::new("a measurement failed"))
+            }
+        }
         ["mm", rest @ ..] => {
             let iterations = match rest {
                 [] => 10_000,
@@ -139,6 +154,109 @@ fn bench(args: &[&str]) -> CommandResult {
         }
         _ => Err(CommandError::new("usage: bench mm [ITERATIONS]")),
     }
+}
+
+fn ps(args: &[&str]) -> CommandResult {
+    no_args(args)?;
+    let (switches, steals) = crate::task::sched::stats();
+    println!(
+        "cpus={} context_switches={switches} steals={steals}",
+        crate::task::sched::online_cpus()
+    );
+    println!(
+        "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>9}",
+        "ID", "NAME", "STATE", "CPU", "NICE", "RUNTIME_US", "RSS_KIB", "SYSCALLS", "SWITCHES"
+    );
+    for thread in crate::task::all() {
+        let (rss, syscalls) = match thread.user() {
+            Some(task) => {
+                let resident = task.space.lock().resident_pages();
+                (
+                    alloc::format!("{}", resident * 4),
+                    alloc::format!(
+                        "{}",
+                        task.syscalls.load(core::sync::atomic::Ordering::Relaxed)
+                    ),
+                )
+            }
+            None => ("-".into(), "-".into()),
+        };
+        let state = match thread.state() {
+            crate::task::RunState::Runnable => "runnable",
+            crate::task::RunState::Blocked => "blocked",
+            crate::task::RunState::Dead => "dead",
+        };
+        println!(
+            "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>9}",
+            thread.id().0,
+            thread.name(),
+            state,
+            thread.cpu(),
+            thread.priority().nice(),
+            thread.runtime_ns() / 1000,
+            rss,
+            syscalls,
+            thread.switches()
+        );
+    }
+    let faults = &crate::mm::aspace::FAULTS;
+    let load = |counter: &core::sync::atomic::AtomicU64| {
+        counter.load(core::sync::atomic::Ordering::Relaxed)
+    };
+    println!(
+        "faults_demand_zero={} faults_access_flag={} faults_write={} faults_unresolved={}",
+        load(&faults.demand_zero),
+        load(&faults.access_flag),
+        load(&faults.write),
+        load(&faults.unresolved)
+    );
+    Ok(())
+}
+
+fn run_program(args: &[&str]) -> CommandResult {
+    let Some((program, rest)) = args.split_first() else {
+        let names: alloc::vec::Vec<&str> = crate::task::programs::PROGRAMS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        println!("programs: {}", names.join(" "));
+        return Ok(());
+    };
+    let (background, rest) = match rest.split_last() {
+        Some((&"&", before)) => (true, before),
+        _ => (false, rest),
+    };
+    let arguments = rest.join(" ");
+    let thread = crate::task::user::spawn(program, &arguments, crate::ipc::CapabilityTable::new())
+        .map_err(|err| CommandError::new(alloc::format!("{program}: {err}")))?;
+    let id = thread.id();
+    if background {
+        crate::task::detach(&thread);
+        println!("started task {id}");
+        return Ok(());
+    }
+    drop(thread);
+    match crate::task::wait(id) {
+        Some(0) => Ok(()),
+        Some(code) => Err(CommandError::new(alloc::format!(
+            "{program} exited with {code}"
+        ))),
+        None => Err(CommandError::new(alloc::format!("task {id} vanished"))),
+    }
+}
+
+fn kill(args: &[&str]) -> CommandResult {
+    let [id] = args else {
+        return Err(CommandError::new("usage: kill ID"));
+    };
+    let id = crate::task::ThreadId(parse_number(id)?);
+    if !crate::task::kill(id, -9) {
+        return Err(CommandError::new(alloc::format!("no user task {}", id.0)));
+    }
+    if let Some(code) = crate::task::wait(id) {
+        println!("task {} ended with {code}", id.0);
+    }
+    Ok(())
 }
 
 fn irq(args: &[&str]) -> CommandResult {

@@ -4,6 +4,9 @@
 //! Threads are shared as `Arc<Thread>`; the thread table keeps each one until it is waited for
 //! (or, for detached threads, until it exits).
 
+pub mod bench;
+pub mod loader;
+pub mod programs;
 pub mod sched;
 mod switch;
 pub mod user;
@@ -146,6 +149,11 @@ impl Thread {
         self.user.is_some()
     }
 
+    /// The user side of a user task.
+    pub fn user(&self) -> Option<&user::UserTask> {
+        self.user.as_ref()
+    }
+
     fn context(&self) -> *mut SwitchContext {
         self.context.get()
     }
@@ -211,6 +219,11 @@ impl Builder {
     /// Start on this CPU (it may later move to another by work stealing).
     pub fn cpu(mut self, cpu: usize) -> Self {
         self.cpu = Some(cpu);
+        self
+    }
+
+    pub(crate) fn user(mut self, task: user::UserTask) -> Self {
+        self.user = Some(task);
         self
     }
 
@@ -344,13 +357,26 @@ pub fn exit(code: i64) -> ! {
     unreachable!("a dead thread was scheduled again");
 }
 
-/// Ends another thread: it is removed from its run queue or wait and never runs again. A user
-/// task's kernel side stops at its next return to the kernel (see [`user::kill`]).
+/// Ends a user task with `code` at its next return to the kernel (see [`user::kill`]); kernel
+/// threads cannot be killed. Returns false for unknown ids and kernel threads.
 pub fn kill(id: ThreadId, code: i64) -> bool {
     match find(id) {
         Some(thread) if thread.is_user() => user::kill(&thread, code),
         _ => false,
     }
+}
+
+/// Ends the calling user task: answers a pending call with `PeerGone`, leaves its address space
+/// (freed when the thread is reaped), then exits the thread.
+pub(crate) fn exit_user(code: i64) -> ! {
+    let me = current();
+    if let Some(task) = me.user.as_ref() {
+        drop(task.reply_right.lock().take());
+        crate::syscall::release_grant(task);
+    }
+    drop(me);
+    crate::mm::aspace::deactivate();
+    exit(code)
 }
 
 /// Waits until thread `id` exits, reaps it and returns its exit code (None if no such thread).
@@ -359,6 +385,19 @@ pub fn wait(id: ThreadId) -> Option<i64> {
     thread
         .exited
         .wait_until(|| thread.sched.lock().run == RunState::Dead);
+    THREADS.lock().remove(&id);
+    Some(thread.exit_code.load(Ordering::Acquire))
+}
+
+/// Like [`wait`], but gives up (returning None, the thread left unreaped) once `cancelled()`.
+pub fn wait_or_cancel(id: ThreadId, cancelled: &dyn Fn() -> bool) -> Option<i64> {
+    let thread = find(id)?;
+    thread
+        .exited
+        .wait_until(|| thread.sched.lock().run == RunState::Dead || cancelled());
+    if thread.state() != RunState::Dead {
+        return None;
+    }
     THREADS.lock().remove(&id);
     Some(thread.exit_code.load(Ordering::Acquire))
 }

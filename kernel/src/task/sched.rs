@@ -90,6 +90,20 @@ pub fn current() -> Arc<Thread> {
         .expect("the scheduler is initialised on every CPU that runs threads")
 }
 
+/// The thread running on this CPU, if the scheduler runs here yet.
+pub fn current_opt() -> Option<Arc<Thread>> {
+    QUEUES[cpu_index()].lock().current.clone()
+}
+
+/// Makes `cpu` reschedule soon: preempts user code running there (an IPI for another CPU).
+pub fn kick(cpu: usize) {
+    if cpu == cpu_index() {
+        crate::irq::request_preempt();
+    } else if let Some(gic) = crate::irq::controller() {
+        gic.send_sgi(RESCHEDULE_SGI as u8, 1 << cpu);
+    }
+}
+
 /// The smallest virtual runtime on `cpu`'s queue, where a new thread starts.
 pub fn min_vruntime(cpu: usize) -> u64 {
     QUEUES[cpu].lock().min_vruntime

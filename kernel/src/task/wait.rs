@@ -25,7 +25,7 @@ impl WaitQueue {
     }
 
     /// Blocks the calling thread until `ready()` holds (checked first, then after every wake-up).
-    pub fn wait_until(&self, ready: impl Fn() -> bool) {
+    pub fn wait_until(&self, mut ready: impl FnMut() -> bool) {
         loop {
             {
                 let mut waiters = self.waiters.lock();

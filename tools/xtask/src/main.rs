@@ -19,6 +19,7 @@ use std::time::Instant;
 
 /// Crates tested on the host.
 const HOST_PACKAGES: &[&str] = &[
+    "abi",
     "devicetree",
     "pagetable",
     "virtio",
@@ -113,7 +114,19 @@ fn lint() -> Vec<Step> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     let mut kernel = cargo();
-    kernel.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    kernel.args([
+        "clippy",
+        "--all-targets",
+        "-p",
+        "kernel",
+        "-p",
+        "programs",
+        "-p",
+        "usys",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     let mut host = cargo();
     host.args(["clippy", "--target", "host-tuple", "--all-targets"]);
     for package in HOST_PACKAGES {

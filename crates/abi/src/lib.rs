@@ -1,0 +1,185 @@
+//! The system call interface between the kernel and user programs, shared by both sides.
+//!
+//! A system call is `svc #0` with the call number in x8 and arguments in x0..x5. The result
+//! comes back in x0: non-negative on success, a negative [`Error`] code on failure. IPC calls
+//! also return a message in x1..x5 (see [`Message`]).
+#![cfg_attr(not(test), no_std)]
+
+use core::fmt;
+
+/// System call numbers (x8).
+pub mod call {
+    /// `exit(code)`: ends the calling task. Does not return.
+    pub const EXIT: u64 = 0;
+    /// `yield()`: gives the CPU to another runnable task.
+    pub const YIELD: u64 = 1;
+    /// `sleep(microseconds)`.
+    pub const SLEEP: u64 = 2;
+    /// `write(buffer, length) -> bytes written`: to the console.
+    pub const WRITE: u64 = 3;
+    /// `map(length) -> address`: a new region of anonymous memory, zero-filled on first touch,
+    /// readable and writable.
+    pub const MAP: u64 = 4;
+    /// `unmap(address)`: removes the region `map` returned at `address`, freeing its pages.
+    pub const UNMAP: u64 = 5;
+    /// `spawn(name, name_length, arguments, arguments_length, capability) -> task id`: starts
+    /// an embedded program. `capability` (a slot of the caller's, or -1 for none) is copied
+    /// into slot 0 of the child.
+    pub const SPAWN: u64 = 6;
+    /// `wait(task id) -> exit code`: waits for a child started with `spawn` to end.
+    pub const WAIT: u64 = 7;
+    /// `time() -> nanoseconds since boot`.
+    pub const TIME: u64 = 8;
+    /// `task_id() -> the caller's task id`.
+    pub const TASK_ID: u64 = 9;
+    /// `endpoint_create() -> capability slot` holding a new IPC endpoint (send and receive).
+    pub const ENDPOINT_CREATE: u64 = 10;
+    /// `send(slot, label, w0, w1, w2, w3)`: waits for a receiver on the endpoint and hands it
+    /// the message.
+    pub const SEND: u64 = 11;
+    /// `receive(slot) -> sender task id`, message in x1..x5: waits for a sender.
+    pub const RECEIVE: u64 = 12;
+    /// `call(slot, label, w0, w1, w2, w3) -> 0`, reply message in x1..x5: sends and waits for
+    /// the receiver's reply.
+    pub const CALL: u64 = 13;
+    /// `reply(label, w0, w1, w2, w3)`: answers the last `call` this task received.
+    pub const REPLY: u64 = 14;
+    /// `capability_drop(slot)`: empties a capability slot.
+    pub const CAPABILITY_DROP: u64 = 15;
+    /// `grant(slot, address, pages)`: like `call` with an empty message, but also maps the
+    /// caller's pages `[address, address + pages * 4096)` into the receiver for the duration of
+    /// the call; the receiver finds the mapping's address in its message (w3).
+    pub const GRANT_CALL: u64 = 16;
+    /// `block(operation, device, sector, buffer, length) -> 0`: a block-device request through the kernel's
+    /// driver.
+    pub const BLOCK: u64 = 17;
+
+    /// One past the largest call number.
+    pub const COUNT: u64 = 18;
+}
+
+/// Block operations for [`call::BLOCK`].
+pub mod block {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const FLUSH: u64 = 2;
+}
+
+/// Why a system call failed (returned negated in x0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// An argument is out of range or malformed.
+    InvalidArgument = -1,
+    /// A pointer does not point into the caller's memory with the needed access.
+    BadAddress = -2,
+    /// Not enough memory.
+    NoMemory = -3,
+    /// No such program, task or device.
+    NotFound = -4,
+    /// The capability slot is empty or lacks the right for this operation.
+    NoCapability = -5,
+    /// No such system call.
+    NoSuchCall = -6,
+    /// Too many tasks, regions or capabilities.
+    Exhausted = -7,
+    /// Nothing to reply to.
+    NotWaiting = -8,
+    /// The device reported an I/O error.
+    Io = -9,
+    /// The peer went away while the operation was under way.
+    PeerGone = -10,
+}
+
+impl Error {
+    pub const ALL: [Error; 10] = [
+        Self::InvalidArgument,
+        Self::BadAddress,
+        Self::NoMemory,
+        Self::NotFound,
+        Self::NoCapability,
+        Self::NoSuchCall,
+        Self::Exhausted,
+        Self::NotWaiting,
+        Self::Io,
+        Self::PeerGone,
+    ];
+
+    /// The error a negative return value stands for.
+    pub fn from_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|error| *error as i64 == code)
+    }
+
+    /// The return value for this error.
+    pub const fn code(self) -> i64 {
+        self as i64
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidArgument => "invalid argument",
+            Self::BadAddress => "bad address",
+            Self::NoMemory => "out of memory",
+            Self::NotFound => "not found",
+            Self::NoCapability => "no capability",
+            Self::NoSuchCall => "no such system call",
+            Self::Exhausted => "resource exhausted",
+            Self::NotWaiting => "no caller is waiting for a reply",
+            Self::Io => "I/O error",
+            Self::PeerGone => "the peer went away",
+        })
+    }
+}
+
+/// The register payload of an IPC message: a label (what the message means) and four words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    pub label: u64,
+    pub words: [u64; 4],
+}
+
+/// Where a program's memory lives.
+pub mod layout {
+    /// Programs are linked to start here (user/user.ld).
+    pub const PROGRAM_BASE: u64 = 0x40_0000;
+    /// Top of the initial stack (exclusive); the stack grows down from here.
+    pub const STACK_TOP: u64 = 0x7f_0000_0000;
+    /// Size of the initial stack; the page below it stays unmapped as a guard.
+    pub const STACK_SIZE: u64 = 256 * 1024;
+    /// `map` places regions from here up.
+    pub const MAP_BASE: u64 = 0x10_0000_0000;
+    /// Where the receiver of a grant finds the granted pages.
+    pub const GRANT_WINDOW: u64 = 0x60_0000_0000;
+    /// The largest grant, in pages.
+    pub const GRANT_MAX_PAGES: u64 = 256;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_round_trip_and_are_distinct() {
+        for error in Error::ALL {
+            assert_eq!(Error::from_code(error.code()), Some(error));
+            assert!(error.code() < 0);
+            assert!(!error.to_string().is_empty());
+        }
+        let mut codes: Vec<i64> = Error::ALL.iter().map(|e| e.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Error::ALL.len());
+        assert_eq!(Error::from_code(0), None);
+        assert_eq!(Error::from_code(-100), None);
+    }
+
+    #[test]
+    fn layout_regions_do_not_overlap() {
+        use layout::*;
+        assert!(PROGRAM_BASE + (1 << 30) < MAP_BASE);
+        assert!(MAP_BASE < GRANT_WINDOW);
+        assert!(GRANT_WINDOW + GRANT_MAX_PAGES * 4096 < STACK_TOP - STACK_SIZE - 4096);
+    }
+}
