@@ -154,6 +154,11 @@ pub mod layout {
     pub const GRANT_WINDOW: u64 = 0x60_0000_0000;
     /// The largest grant, in pages.
     pub const GRANT_MAX_PAGES: u64 = 256;
+
+    // The areas do not overlap, and the stack keeps a guard page below it.
+    const _: () = assert!(PROGRAM_BASE + (1 << 30) < MAP_BASE);
+    const _: () = assert!(MAP_BASE < GRANT_WINDOW);
+    const _: () = assert!(GRANT_WINDOW + GRANT_MAX_PAGES * 4096 < STACK_TOP - STACK_SIZE - 4096);
 }
 
 #[cfg(test)]
@@ -173,13 +178,5 @@ mod tests {
         assert_eq!(codes.len(), Error::ALL.len());
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(-100), None);
-    }
-
-    #[test]
-    fn layout_regions_do_not_overlap() {
-        use layout::*;
-        assert!(PROGRAM_BASE + (1 << 30) < MAP_BASE);
-        assert!(MAP_BASE < GRANT_WINDOW);
-        assert!(GRANT_WINDOW + GRANT_MAX_PAGES * 4096 < STACK_TOP - STACK_SIZE - 4096);
     }
 }
