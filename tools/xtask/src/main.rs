@@ -8,8 +8,11 @@
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
 //! - `lint`: rustfmt check and clippy (kernel target and host) with warnings as errors.
+//! - `linux-bench [--modern] [--refresh]`: the Linux 6.1 baseline for the kernel's `blk bench`
+//!   (a benchmark, not part of `test`; see docs/linux-baseline.md).
 
 mod bootmatrix;
+mod linuxbench;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -181,8 +184,12 @@ fn main() -> ExitCode {
         Some("qemu") => QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)).collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
+        Some("linux-bench") => return linuxbench::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint");
+            eprintln!(
+                "usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|\
+                 linux-bench [--modern] [--refresh]"
+            );
             return ExitCode::from(2);
         }
     };
