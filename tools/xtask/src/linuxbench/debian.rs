@@ -372,6 +372,15 @@ fn download(cache: &Path, sources: &[AptSource]) -> Result<Kernel, Error> {
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(|err| Error::io(&work, err))?;
     }
+    let fetched = fetch_and_install(&work, cache, sources);
+    // Whatever happened, the index, the .deb and the unpacked tree (about 400 MB) go.
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|err| Error::io(&work, err))?;
+    }
+    fetched
+}
+
+fn fetch_and_install(work: &Path, cache: &Path, sources: &[AptSource]) -> Result<Kernel, Error> {
     let apt = PrivateApt::create(&work.join("apt"), sources)?;
     run_tool(apt.command("apt-get", &["update", "-q", "--error-on=any"])).map_err(|err| {
         Error::Download(format!(
@@ -389,7 +398,7 @@ fn download(cache: &Path, sources: &[AptSource]) -> Result<Kernel, Error> {
         "apt-get",
         &["download", "-q", &format!("{package}={version}")],
     );
-    fetch.current_dir(&work);
+    fetch.current_dir(work);
     run_tool(fetch).map_err(|err| Error::Download(format!("{package}: {err}")))?;
     let deb = work.join(format!(
         "{package}_{}_arm64.deb",
@@ -411,9 +420,7 @@ fn download(cache: &Path, sources: &[AptSource]) -> Result<Kernel, Error> {
         .strip_prefix("linux-image-")
         .unwrap_or(&package)
         .to_string();
-    let kernel = install(&root, &package, &version, &release, deb_bytes, cache)?;
-    std::fs::remove_dir_all(&work).map_err(|err| Error::io(&work, err))?;
-    Ok(kernel)
+    install(&root, &package, &version, &release, deb_bytes, cache)
 }
 
 /// Checks the unpacked package under `root` and copies what the benchmark needs to
@@ -664,6 +671,115 @@ mod tests {
             message.contains(
                 "could not fetch the arm64 package index from http://127.0.0.1:9/debian bookworm"
             ),
+            "{message}"
+        );
+        assert!(!cache.join("kernel").exists());
+    }
+
+    /// An unpacked kernel package with the given config and modules (name, modinfo).
+    fn fake_package(root: &Path, config: &str, modules: &[(&str, &str)], builtin: &str) {
+        let release = "6.1.0-56-arm64";
+        let mut image = vec![0u8; 0x40];
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::write(root.join(format!("boot/vmlinuz-{release}")), image).unwrap();
+        std::fs::write(root.join(format!("boot/config-{release}")), config).unwrap();
+        let modules_dir = root.join(format!("lib/modules/{release}"));
+        std::fs::create_dir_all(modules_dir.join("kernel/drivers/block")).unwrap();
+        std::fs::write(modules_dir.join("modules.builtin"), builtin).unwrap();
+        for (name, info) in modules {
+            let elf = kmod::module_elf(info.replace(';', "\0").as_bytes());
+            std::fs::write(
+                modules_dir.join(format!("kernel/drivers/block/{name}.ko")),
+                elf,
+            )
+            .unwrap();
+        }
+    }
+
+    fn try_install(root: &Path, cache: &Path) -> Result<Kernel, Error> {
+        install(
+            root,
+            "linux-image-6.1.0-56-arm64",
+            "6.1.192-2",
+            "6.1.0-56-arm64",
+            5,
+            cache,
+        )
+    }
+
+    #[test]
+    fn installing_copies_the_image_and_modules_in_load_order() {
+        let dir = scratch("install-ok");
+        let (root, cache) = (dir.join("root"), dir.join("cache"));
+        fake_package(
+            &root,
+            "CONFIG_VIRTIO=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_BLK=m\n",
+            &[
+                (
+                    "virtio_blk",
+                    "depends=virtio,helper;vermagic=6.1.0-56-arm64 SMP",
+                ),
+                ("helper", "depends=;vermagic=6.1.0-56-arm64 SMP"),
+            ],
+            "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_mmio.ko\n",
+        );
+        let kernel = try_install(&root, &cache).unwrap();
+        let installed = cache.join("kernel");
+        assert_eq!(kernel.vmlinuz, installed.join("vmlinuz-6.1.0-56-arm64"));
+        assert_eq!(
+            kernel.modules,
+            [installed.join("helper.ko"), installed.join("virtio_blk.ko")]
+        );
+        assert_eq!(kernel.deb_bytes, 5);
+        assert_eq!(
+            std::fs::read(&kernel.vmlinuz).unwrap()[0x38..0x3c],
+            *b"ARM\x64"
+        );
+        assert!(!cache.join("kernel.new").exists());
+    }
+
+    #[test]
+    fn installing_refuses_a_kernel_without_virtio_or_with_foreign_modules() {
+        let dir = scratch("install-bad");
+        let (root, cache) = (dir.join("root"), dir.join("cache"));
+        fake_package(
+            &root,
+            "CONFIG_VIRTIO_MMIO=m\nCONFIG_VIRTIO_BLK=y\n",
+            &[],
+            "",
+        );
+        let message = try_install(&root, &cache).err().unwrap().to_string();
+        assert!(
+            message.contains("module virtio_mmio is neither built in"),
+            "{message}"
+        );
+        fake_package(
+            &root,
+            "CONFIG_VIRTIO_MMIO=y\n# CONFIG_VIRTIO_BLK is not set\n",
+            &[],
+            "",
+        );
+        let message = try_install(&root, &cache).err().unwrap().to_string();
+        assert!(
+            message.contains("CONFIG_VIRTIO_BLK is not set in"),
+            "{message}"
+        );
+        fake_package(
+            &root,
+            "CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_BLK=m\n",
+            &[("virtio_blk", "vermagic=6.1.0-55-arm64 SMP")],
+            "",
+        );
+        let message = try_install(&root, &cache).err().unwrap().to_string();
+        assert!(
+            message.contains("built for `6.1.0-55-arm64 SMP`, not 6.1.0-56-arm64"),
+            "{message}"
+        );
+        std::fs::write(root.join("boot/vmlinuz-6.1.0-56-arm64"), b"not a kernel").unwrap();
+        let message = try_install(&root, &cache).err().unwrap().to_string();
+        assert!(
+            message.contains("neither an arm64 Image nor gzip"),
             "{message}"
         );
         assert!(!cache.join("kernel").exists());

@@ -129,40 +129,41 @@ pub fn load_order(
 }
 
 #[cfg(test)]
+/// Test helper: a minimal ELF64 LE file with sections: null, `.modinfo` holding `info`, `.shstrtab`.
+pub(super) fn module_elf(info: &[u8]) -> Vec<u8> {
+    let names = b"\0.modinfo\0.shstrtab\0";
+    let mut elf = vec![0u8; 64];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    let info_offset = elf.len();
+    elf.extend_from_slice(info);
+    let names_offset = elf.len();
+    elf.extend_from_slice(names);
+    elf.resize(elf.len().next_multiple_of(8), 0);
+    let table = elf.len();
+    elf[0x28..0x30].copy_from_slice(&(table as u64).to_le_bytes());
+    elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+    elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+    elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
+    let sections = [
+        (0u32, 0usize, 0usize),
+        (1, info_offset, info.len()),
+        (10, names_offset, names.len()),
+    ];
+    for (name, offset, size) in sections {
+        let mut header = [0u8; 64];
+        header[..4].copy_from_slice(&name.to_le_bytes());
+        header[0x18..0x20].copy_from_slice(&(offset as u64).to_le_bytes());
+        header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+        elf.extend_from_slice(&header);
+    }
+    elf
+}
+
+#[cfg(test)]
 mod tests {
-    use super::{Error, ModuleTree, field, load_order, modinfo};
+    use super::{Error, ModuleTree, field, load_order, modinfo, module_elf};
     use std::collections::{HashMap, HashSet};
     use std::path::{Path, PathBuf};
-
-    /// A minimal ELF64 LE file with sections: null, `.modinfo` holding `info`, `.shstrtab`.
-    fn module_elf(info: &[u8]) -> Vec<u8> {
-        let names = b"\0.modinfo\0.shstrtab\0";
-        let mut elf = vec![0u8; 64];
-        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
-        let info_offset = elf.len();
-        elf.extend_from_slice(info);
-        let names_offset = elf.len();
-        elf.extend_from_slice(names);
-        elf.resize(elf.len().next_multiple_of(8), 0);
-        let table = elf.len();
-        elf[0x28..0x30].copy_from_slice(&(table as u64).to_le_bytes());
-        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
-        elf[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
-        elf[0x3e..0x40].copy_from_slice(&2u16.to_le_bytes());
-        let sections = [
-            (0u32, 0usize, 0usize),
-            (1, info_offset, info.len()),
-            (10, names_offset, names.len()),
-        ];
-        for (name, offset, size) in sections {
-            let mut header = [0u8; 64];
-            header[..4].copy_from_slice(&name.to_le_bytes());
-            header[0x18..0x20].copy_from_slice(&(offset as u64).to_le_bytes());
-            header[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
-            elf.extend_from_slice(&header);
-        }
-        elf
-    }
 
     #[test]
     fn modinfo_fields_are_read_from_the_section() {

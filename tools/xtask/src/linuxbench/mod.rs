@@ -565,6 +565,57 @@ mod tests {
     }
 
     #[test]
+    fn the_initramfs_holds_init_console_and_numbered_modules() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/xtask-tests/initramfs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, data: &[u8]| {
+            std::fs::write(dir.join(name), data).unwrap();
+            dir.join(name)
+        };
+        let init = file("init.elf", b"\x7fELF init");
+        let modules = [
+            file("virtio_mmio.ko", b"mmio"),
+            file("virtio_blk.ko", b"blk"),
+        ];
+        let archive_path = dir.join("initrd.cpio");
+        write_initramfs(&archive_path, &init, &modules).unwrap();
+        let archive = std::fs::read(&archive_path).unwrap();
+        let text = String::from_utf8_lossy(&archive);
+        let order: Vec<usize> = [
+            "dev\0",
+            "dev/console\0",
+            "m\0",
+            "init\0",
+            "m/0.ko\0",
+            "m/1.ko\0",
+        ]
+        .iter()
+        .map(|name| {
+            text.find(name)
+                .unwrap_or_else(|| panic!("{name:?} missing"))
+        })
+        .collect();
+        assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{order:?}");
+        assert!(text.find("m/0.ko\0").unwrap() < text.find("mmio").unwrap());
+        assert!(text.find("mmio").unwrap() < text.find("m/1.ko\0").unwrap());
+        assert!(text.ends_with("TRAILER!!!\0\0\0\0"));
+
+        let eleven = vec![modules[0].clone(); 11];
+        let message = write_initramfs(&archive_path, &init, &eleven)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("11 modules to load; the guest takes at most 10"),
+            "{message}"
+        );
+        let message = write_initramfs(&archive_path, &dir.join("absent"), &modules)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("absent: No such file"), "{message}");
+    }
+
+    #[test]
     fn options_parse_and_unknown_ones_are_refused() {
         let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
