@@ -9,9 +9,13 @@
 //! - `qemu`: QEMU tier only, on both CPUs.
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
-//! - `lint`: rustfmt check and clippy (kernel target and host) with warnings as errors.
+//! - `lint`: rustfmt check and clippy (kernel target, host, Linux-baseline guest) with warnings
+//!   as errors.
+//! - `linux-bench [--modern] [--refresh]`: the Linux 6.1 baseline for the kernel's `blk bench`
+//!   (a benchmark, not part of `test`; see docs/linux-baseline.md).
 
 mod bootmatrix;
+mod linuxbench;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -126,11 +130,15 @@ fn lint() -> Vec<Step> {
         host.args(["-p", package]);
     }
     host.args(["--", "-D", "warnings"]);
+    // The Linux baseline's /init (aarch64-unknown-none, like the kernel; not a default member).
+    let mut guest = cargo();
+    guest.args(["clippy", "-p", "linux-bench-guest", "--", "-D", "warnings"]);
     vec![
         run_counting("rustfmt", fmt),
         run_counting("clippy (kernel)", kernel),
         run_counting("clippy (user programs)", user),
         run_counting("clippy (host)", host),
+        run_counting("clippy (linux-bench guest)", guest),
     ]
 }
 
@@ -196,8 +204,12 @@ fn main() -> ExitCode {
             .collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
+        Some("linux-bench") => return linuxbench::main(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint");
+            eprintln!(
+                "usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|\
+                 linux-bench [--modern] [--refresh]"
+            );
             return ExitCode::from(2);
         }
     };
