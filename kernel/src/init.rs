@@ -132,6 +132,7 @@ fn continue_boot() -> ! {
         machine(),
         SECURE.load(core::sync::atomic::Ordering::Relaxed),
     );
+    crate::drivers::virtio::init(machine());
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
 }
@@ -234,14 +235,12 @@ fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
     log::info!(target: "time", "virtual timer on INTID {}, {} Hz counter, {} Hz tick", timer.virt, time::frequency(), time::TICK_HZ);
 
     if let Some(uart_irq) = machine.uart.and_then(|uart| uart.irq) {
-        let trigger = if uart_irq.trigger == devicetree::Trigger::Edge {
-            Trigger::Edge
-        } else {
-            Trigger::Level
-        };
-        match irq::register(IrqId(uart_irq.intid()), trigger, "uart", |_| {
-            console::handle_irq()
-        }) {
+        match irq::register(
+            IrqId(uart_irq.intid()),
+            irq::trigger_of(&uart_irq),
+            "uart",
+            |_| console::handle_irq(),
+        ) {
             Ok(()) => console::enable_rx_interrupt(),
             Err(err) => log::warn!("console input stays polled: {err}"),
         }

@@ -34,6 +34,11 @@ pub fn ticks_to_us(ticks: u64) -> u64 {
     (u128::from(ticks) * 1_000_000 / u128::from(frequency())) as u64
 }
 
+/// Converts counter ticks to nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000_000 / u128::from(frequency())) as u64
+}
+
 /// Converts microseconds to counter ticks (rounding up).
 pub fn us_to_ticks(us: u64) -> u64 {
     (u128::from(us) * u128::from(frequency())).div_ceil(1_000_000) as u64
@@ -91,6 +96,8 @@ struct Timers {
     /// Counter value of the next periodic tick (None: tick stopped).
     next_tick: Option<u64>,
     tick_interval: u64,
+    /// [`TimerPause`] guards alive: while any is, the hardware timer stays off.
+    pauses: u32,
 }
 
 static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers {
@@ -98,11 +105,16 @@ static TIMERS: IrqSpinLock<Timers> = IrqSpinLock::new(Timers {
     next_id: 1,
     next_tick: None,
     tick_interval: 0,
+    pauses: 0,
 });
 
 impl Timers {
     /// Programs the hardware for the earliest pending event.
     fn reprogram(&self) {
+        if self.pauses > 0 {
+            timer::disarm();
+            return;
+        }
         let earliest = self
             .deadlines
             .iter()
@@ -167,6 +179,28 @@ pub fn cancel_deadline(id: DeadlineId) -> bool {
     *slot = None;
     timers.reprogram();
     true
+}
+
+/// Keeps the hardware timer off while it exists: no tick, no deadline fires (they fire late,
+/// once it is dropped). For measurements: under QEMU `-icount shift=0,sleep=off` an idle CPU
+/// makes guest time jump to the next timer deadline, so with the timer off guest time counts
+/// executed instructions only. Nothing may wait on a deadline meanwhile.
+pub struct TimerPause(());
+
+/// Stops the timer until the returned guard is dropped.
+pub fn pause_timer() -> TimerPause {
+    let mut timers = TIMERS.lock();
+    timers.pauses += 1;
+    timers.reprogram();
+    TimerPause(())
+}
+
+impl Drop for TimerPause {
+    fn drop(&mut self) {
+        let mut timers = TIMERS.lock();
+        timers.pauses -= 1;
+        timers.reprogram();
+    }
 }
 
 /// Timer interrupt: advances the tick and runs expired deadlines.

@@ -41,6 +41,24 @@ pub fn ptr_to_phys<T>(ptr: *const T) -> PhysAddr {
     virt_to_phys(VirtAddr::new(ptr as u64).expect("kernel pointers are canonical"))
 }
 
+/// Physical address behind any kernel pointer, for handing memory to a device: RAM in the
+/// linear map by its fixed offset (the tables map all RAM at `LINEAR_BASE + pa`), anything else
+/// (kernel stacks) by walking the kernel's tables. `None` if nothing maps it.
+pub fn kernel_ptr_to_phys<T>(ptr: *const T) -> Option<PhysAddr> {
+    let va = ptr as u64;
+    if let Some(pa) = va.checked_sub(layout::LINEAR_BASE) {
+        let in_ram = crate::init::machine()
+            .ram
+            .iter()
+            .any(|region| pa >= region.base && pa - region.base < region.size);
+        if in_ram {
+            return PhysAddr::new(pa).ok();
+        }
+    }
+    let va = VirtAddr::new(va).ok()?;
+    kernel_space::with(|space| space.translate(va)).map(|translation| translation.pa)
+}
+
 /// A half-open physical range [start, end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhysRange {

@@ -38,6 +38,12 @@ static COMMANDS: &[Command] = &[
         run: uptime,
     },
     Command {
+        name: "blk",
+        usage: super::blk::USAGE,
+        help: super::blk::HELP,
+        run: super::blk::run,
+    },
+    Command {
         name: "poweroff",
         usage: "",
         help: "power the machine off (Ctrl-D too); exit status 1 if a command failed",

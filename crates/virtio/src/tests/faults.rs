@@ -207,9 +207,11 @@ fn broken_ring(inject: impl Fn(&FakeDevice), expected: RingFault) {
         Err(Error::DeviceBroken(expected))
     );
     assert_eq!(rig.driver.resize(0, 16), Err(Error::DeviceBroken(expected)));
+    assert_eq!(rig.driver.failure(), Some(Error::DeviceBroken(expected)));
     rig.driver.check_invariants();
     // Recovery.
     rig.driver.reset().unwrap();
+    assert_eq!(rig.driver.failure(), None);
     rig.device.write_disk(3, &pattern(3, 1, 13));
     rig.read(3, 1, 10);
     let done = rig.drain();
