@@ -356,6 +356,11 @@ impl Disk {
         self.state.lock().device.queue_size()
     }
 
+    /// Whether a full-reset resize is still draining.
+    pub fn is_resizing(&self) -> bool {
+        self.state.lock().device.is_resizing()
+    }
+
     /// The error that stopped the device, if it broke.
     pub fn failure(&self) -> Option<Error> {
         self.state.lock().device.failure()
@@ -581,11 +586,7 @@ impl Disk {
     /// Resizes the request queue to `size` entries while requests keep flowing, and leaves
     /// auto mode. Sleeps until a full-reset resize has drained and finished.
     pub fn resize(&self, size: u16) -> Result<ResizeStatus, Error> {
-        let status = {
-            let mut state = self.state.lock();
-            state.policy = None;
-            state.device.resize(0, size)?
-        };
+        let status = self.start_resize(size)?;
         if status != ResizeStatus::InProgress {
             return Ok(status);
         }
@@ -598,6 +599,15 @@ impl Disk {
                 None => Ok(ResizeStatus::Done(ResizePath::DeviceReset)),
             })
         })
+    }
+
+    /// Starts resizing the request queue to `size` entries and leaves auto mode, without
+    /// waiting: `InProgress` means a full-reset resize is draining the queue, and interrupts
+    /// finish it; requests submitted meanwhile wait in the driver and go to the new ring.
+    pub fn start_resize(&self, size: u16) -> Result<ResizeStatus, Error> {
+        let mut state = self.state.lock();
+        state.policy = None;
+        state.device.resize(0, size)
     }
 
     /// Auto mode: the resize policy grows the queue when submissions find it full and shrinks
