@@ -8,7 +8,10 @@
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
 //! - `lint`: rustfmt check and clippy (kernel target and host) with warnings as errors.
+//! - `bench`: the virtio-blk benchmark on both transports, with and without icount, next to
+//!   Linux 6.1's figures when `linux-bench` provides them (see bench.rs).
 
+mod bench;
 mod bootmatrix;
 
 use std::io::{BufRead, BufReader, Write};
@@ -181,8 +184,9 @@ fn main() -> ExitCode {
         Some("qemu") => QEMU_CPUS.iter().map(|cpu| qemu_tier(cpu)).collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
+        Some("bench") => return bench::run(),
         _ => {
-            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint");
+            eprintln!("usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|bench");
             return ExitCode::from(2);
         }
     };

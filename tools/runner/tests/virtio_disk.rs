@@ -1,0 +1,223 @@
+//! Guest and host agree on the disk byte for byte: the kernel's `blk sum` of an image the host
+//! wrote equals the host's CRC-32, and what `blk write` wrote is in the image file afterwards,
+//! exactly there and nowhere else. Both virtio-mmio transports.
+//!
+//! Needs QEMU and the aarch64 target (tools/setup.sh); builds the kernel with a nested cargo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+const SECTOR: usize = 512;
+const DISK_BYTES: usize = 16 << 20;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the kernel binary once per test process.
+fn kernel() -> &'static Path {
+    static KERNEL: OnceLock<PathBuf> = OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "-q", "-p", "kernel", "--bin", "kernel"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the kernel failed");
+        workspace().join("target/aarch64-unknown-none/debug/kernel")
+    })
+}
+
+/// Reproducible pseudo-random bytes (xorshift64).
+fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Boots the kernel with `disk` as blk0 and runs `commands`; returns the console output.
+fn run_kernel(disk: &Path, extra_qemu_args: &str, commands: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(kernel())
+        .args(commands)
+        .env("RUNNER_MODE", "run")
+        .env("QEMU_DISK", disk)
+        .env("QEMU_EXTRA_ARGS", extra_qemu_args)
+        .env("QEMU_TIMEOUT", "120")
+        .env_remove("QEMU_CPU")
+        .env_remove("QEMU_ICOUNT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the runner starts");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    text
+}
+
+/// The values of every `crc32=` line, in order.
+fn crc_lines(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("crc32=0x"))
+        .map(|hex| u32::from_str_radix(hex.trim(), 16).expect("crc32 is hex"))
+        .collect()
+}
+
+fn sectors(bytes: &[u8], first: usize, count: usize) -> &[u8] {
+    &bytes[first * SECTOR..(first + count) * SECTOR]
+}
+
+fn round_trip(transport: &str, extra_qemu_args: &str) {
+    let dir = workspace().join("target/qemu");
+    std::fs::create_dir_all(&dir).expect("target/qemu");
+    let image = dir.join(format!("virtio-disk-test-{transport}.img"));
+    let original = random_bytes(DISK_BYTES, 0x5eed_0000 + transport.len() as u64);
+    std::fs::write(&image, &original).expect("image written");
+
+    let text = run_kernel(
+        &image,
+        extra_qemu_args,
+        &[
+            "blk",
+            "sum",
+            "blk0",
+            "1000",
+            "300",
+            ";", //
+            "blk",
+            "sum",
+            "blk0",
+            "32760",
+            "8",
+            ";", //
+            "blk",
+            "write",
+            "blk0",
+            "2001",
+            "0xa5",
+            "3",
+            ";", //
+            "blk",
+            "write",
+            "blk0",
+            "32767",
+            "guest-wrote-this",
+            ";", //
+            "blk",
+            "sum",
+            "blk0",
+            "2000",
+            "5",
+            ";", //
+            "blk",
+            "flush",
+            "blk0",
+        ],
+    );
+    assert!(text.contains(&format!("({transport})")), "{text}");
+    let crcs = crc_lines(&text);
+    assert_eq!(crcs.len(), 3, "{text}");
+
+    // Host -> guest: the guest reads what the host wrote.
+    assert_eq!(crcs[0], crc32fast::hash(sectors(&original, 1000, 300)));
+    assert_eq!(crcs[1], crc32fast::hash(sectors(&original, 32760, 8)));
+
+    // Guest -> host: the image is the original with exactly the guest's writes applied.
+    let mut expected = original.clone();
+    expected[2001 * SECTOR..2004 * SECTOR].fill(0xa5);
+    let text_pattern = b"guest-wrote-this";
+    for (i, byte) in expected[32767 * SECTOR..32768 * SECTOR]
+        .iter_mut()
+        .enumerate()
+    {
+        *byte = text_pattern[i % text_pattern.len()];
+    }
+    let after = std::fs::read(&image).expect("image read back");
+    assert_eq!(after.len(), DISK_BYTES);
+    let first_difference = after.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(
+        first_difference, None,
+        "image differs from the expected bytes"
+    );
+    // And the guest's own view after writing matches the host's.
+    assert_eq!(crcs[2], crc32fast::hash(sectors(&after, 2000, 5)));
+    std::fs::remove_file(&image).expect("image removed");
+}
+
+#[test]
+fn legacy_transport_agrees_with_the_host_image() {
+    round_trip("legacy", "");
+}
+
+#[test]
+fn modern_transport_agrees_with_the_host_image() {
+    round_trip("modern", "-global virtio-mmio.force-legacy=false");
+}
+
+#[test]
+fn bad_blk_commands_fail_with_a_message() {
+    let dir = workspace().join("target/qemu");
+    std::fs::create_dir_all(&dir).expect("target/qemu");
+    let image = dir.join("virtio-disk-test-errors.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).expect("image written");
+    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(kernel())
+        .args([
+            "blk",
+            "read",
+            "blk9",
+            "0",
+            ";", //
+            "blk",
+            "read",
+            "blk0",
+            "2048",
+            ";", //
+            "blk",
+            "sum",
+            "blk0",
+            "x",
+            "1",
+            ";", //
+            "blk",
+            "resize",
+            "blk0",
+            "3",
+            ";", //
+            "blk",
+            "frobnicate",
+        ])
+        .env("RUNNER_MODE", "run")
+        .env("QEMU_DISK", &image)
+        .env("QEMU_TIMEOUT", "120")
+        .env_remove("QEMU_EXTRA_ARGS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the runner starts");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a failed command fails the run:\n{text}"
+    );
+    for expected in [
+        "error: blk: no device `blk9` (devices: blk0)",
+        "error: blk: request reaches past the end of the device",
+        "error: blk: START `x` is not a number",
+        "error: blk: invalid argument: queue size must be a power of two",
+        "error: blk: bad arguments `frobnicate`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    std::fs::remove_file(&image).expect("image removed");
+}
