@@ -991,6 +991,7 @@ impl<H: Hal, T: Transport, C: Clock> BlockDevice<H, T, C> {
                 self.finished.push_back(index);
             }
             Owner::Abandoned => self.free_record(index),
+            Owner::Stranded => {}
             Owner::Driver => {
                 self.free_record(index);
                 self.driver_request_finished(index);
