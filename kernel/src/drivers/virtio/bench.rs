@@ -169,7 +169,10 @@ pub fn run(disk: &'static Disk, polled: bool, out: &mut dyn Write) -> Result<(),
     result
 }
 
-/// Runs one shape.
+/// Requests each shape runs untimed first (warming QEMU's and the host's caches and thread pool).
+const WARM_UP_REQUESTS: u64 = 256;
+
+/// Runs one shape: a warm-up, then the measured requests.
 pub fn measure(disk: &'static Disk, shape: Shape) -> Result<Measurement, Error> {
     let block_sectors = (shape.block / SECTOR_SIZE as usize) as u64;
     let blocks = disk.capacity() / block_sectors;
@@ -183,7 +186,14 @@ pub fn measure(disk: &'static Disk, shape: Shape) -> Result<Measurement, Error> 
     } else {
         blocks * shape.amount as u64
     };
-    let mut free = Vec::with_capacity(shape.depth);
+    let mut load = Load {
+        disk,
+        shape,
+        blocks,
+        block_sectors,
+        free: Vec::with_capacity(shape.depth),
+        random: Random(0x9e37_79b9_7f4a_7c15),
+    };
     for _ in 0..shape.depth {
         let mut buffer = DmaBuffer::new(shape.block)?;
         if shape.write {
@@ -191,51 +201,13 @@ pub fn measure(disk: &'static Disk, shape: Shape) -> Result<Measurement, Error> 
                 *byte = i as u8;
             }
         }
-        free.push(buffer);
+        load.free.push(buffer);
     }
-    let mut in_flight: Vec<Pending> = Vec::with_capacity(shape.depth);
-    let mut random = Random(0x9e37_79b9_7f4a_7c15);
-    let mut issued = 0u64;
-    let mut completed = 0u64;
-
     let _quiet = time::pause_timer();
+    load.run(WARM_UP_REQUESTS.min(count))?;
     let before = disk.stats();
     let start = cpu::counter();
-    while completed < count {
-        if !free.is_empty() && issued < count {
-            disk.batch(|batch| {
-                while issued < count {
-                    let Some(buffer) = free.pop() else { break };
-                    let index = if shape.random {
-                        random.next() % blocks
-                    } else {
-                        issued % blocks
-                    };
-                    let sector = index * block_sectors;
-                    let request = if shape.write {
-                        Request::Write { sector, buffer }
-                    } else {
-                        Request::Read { sector, buffer }
-                    };
-                    in_flight.push(batch.submit(request).map_err(|refused| refused.error)?);
-                    issued += 1;
-                }
-                Ok::<(), Error>(())
-            })?;
-        }
-        disk.wait_any(&in_flight);
-        let mut i = 0;
-        while i < in_flight.len() {
-            if !in_flight[i].is_done() {
-                i += 1;
-                continue;
-            }
-            let finished = in_flight.swap_remove(i).wait();
-            finished.result?;
-            free.extend(finished.buffer);
-            completed += 1;
-        }
-    }
+    load.run(count)?;
     let elapsed_ns = time::ticks_to_ns(cpu::counter() - start);
     let after = disk.stats();
     Ok(Measurement {
@@ -245,4 +217,59 @@ pub fn measure(disk: &'static Disk, shape: Shape) -> Result<Measurement, Error> 
         notifies: after.notifies - before.notifies,
         interrupts: after.interrupts - before.interrupts,
     })
+}
+
+/// A shape's requests in motion: buffers not in flight, the offset sequence.
+struct Load {
+    disk: &'static Disk,
+    shape: Shape,
+    blocks: u64,
+    block_sectors: u64,
+    free: Vec<DmaBuffer>,
+    random: Random,
+}
+
+impl Load {
+    /// Issues `count` requests, keeping up to `depth` in flight, and waits for all of them.
+    fn run(&mut self, count: u64) -> Result<(), Error> {
+        let mut in_flight: Vec<Pending> = Vec::with_capacity(self.shape.depth);
+        let mut issued = 0u64;
+        let mut completed = 0u64;
+        while completed < count {
+            if !self.free.is_empty() && issued < count {
+                self.disk.batch(|batch| {
+                    while issued < count {
+                        let Some(buffer) = self.free.pop() else { break };
+                        let index = if self.shape.random {
+                            self.random.next() % self.blocks
+                        } else {
+                            issued % self.blocks
+                        };
+                        let sector = index * self.block_sectors;
+                        let request = if self.shape.write {
+                            Request::Write { sector, buffer }
+                        } else {
+                            Request::Read { sector, buffer }
+                        };
+                        in_flight.push(batch.submit(request).map_err(|refused| refused.error)?);
+                        issued += 1;
+                    }
+                    Ok::<(), Error>(())
+                })?;
+            }
+            self.disk.wait_any(&in_flight);
+            let mut i = 0;
+            while i < in_flight.len() {
+                if !in_flight[i].is_done() {
+                    i += 1;
+                    continue;
+                }
+                let finished = in_flight.swap_remove(i).wait();
+                finished.result?;
+                self.free.extend(finished.buffer);
+                completed += 1;
+            }
+        }
+        Ok(())
+    }
 }
