@@ -331,6 +331,26 @@ mod tests {
             Ok(())
         }
 
+        fn paused_timer_stops_ticks_and_deadlines_until_resumed() -> TestResult {
+            static FIRED: AtomicUsize = AtomicUsize::new(0);
+            let id = check_ok!(add_deadline_after_us(1_000, |_| { FIRED.fetch_add(1, Ordering::SeqCst); }, 0));
+            let pause = pause_timer();
+            let ticks_before = ticks();
+            let end = cpu::counter() + us_to_ticks(40_000);
+            while cpu::counter() < end {
+                core::hint::spin_loop();
+            }
+            let (ticks_paused, fired_paused) = (ticks(), FIRED.load(Ordering::SeqCst));
+            drop(pause);
+            delay_us(20_000);
+            cancel_deadline(id);
+            check_eq!(ticks_paused, ticks_before, "no tick while paused");
+            check_eq!(fired_paused, 0, "no deadline while paused");
+            check_eq!(FIRED.load(Ordering::SeqCst), 1, "the late deadline fires once resumed");
+            check!(ticks() > ticks_paused, "ticks resume");
+            Ok(())
+        }
+
         fn uptime_advances_with_the_counter() -> TestResult {
             let a = uptime_us();
             delay_us(10_000);

@@ -42,11 +42,12 @@ fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Boots the kernel with `disk` as blk0 and runs `commands`; returns the console output.
-fn run_kernel(disk: &Path, extra_qemu_args: &str, commands: &[&str]) -> String {
+/// Boots the kernel with `disk` as blk0 and runs the `;`-separated shell `script`; returns the
+/// console output.
+fn run_kernel(disk: &Path, extra_qemu_args: &str, script: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg(kernel())
-        .args(commands)
+        .args(script.split_whitespace())
         .env("RUNNER_MODE", "run")
         .env("QEMU_DISK", disk)
         .env("QEMU_EXTRA_ARGS", extra_qemu_args)
@@ -87,44 +88,23 @@ fn round_trip(transport: &str, extra_qemu_args: &str) {
     let text = run_kernel(
         &image,
         extra_qemu_args,
-        &[
-            "blk",
-            "sum",
-            "blk0",
-            "1000",
-            "300",
-            ";", //
-            "blk",
-            "sum",
-            "blk0",
-            "32760",
-            "8",
-            ";", //
-            "blk",
-            "write",
-            "blk0",
-            "2001",
-            "0xa5",
-            "3",
-            ";", //
-            "blk",
-            "write",
-            "blk0",
-            "32767",
-            "guest-wrote-this",
-            ";", //
-            "blk",
-            "sum",
-            "blk0",
-            "2000",
-            "5",
-            ";", //
-            "blk",
-            "flush",
-            "blk0",
-        ],
+        "blk sum blk0 1000 300 ; blk sum blk0 32760 8 ; blk write blk0 2001 0xa5 3 ; \
+         blk write blk0 32767 guest-wrote-this ; blk sum blk0 2000 5 ; blk flush blk0 ; \
+         blk ; blk read blk0 2001 ; blk resize blk0 64 ; blk stats blk0",
     );
-    assert!(text.contains(&format!("({transport})")), "{text}");
+    for expected in [
+        format!("({transport})"),
+        format!("blk0 transport={transport} "),
+        " capacity=32768 bytes=16777216 queue=256 queue_max=1024 mode=irq resize=fixed serial=disk0 "
+            .to_string(),
+        format!("000fa200  {}  |{}|", ["a5"; 16].join(" "), ".".repeat(16)),
+        "queue_size=64".to_string(),
+        "resize=device_reset".to_string(),
+        "resizes_by_device_reset=1".to_string(),
+        "failure=none".to_string(),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
     let crcs = crc_lines(&text);
     assert_eq!(crcs.len(), 3, "{text}");
 
@@ -172,31 +152,11 @@ fn bad_blk_commands_fail_with_a_message() {
     std::fs::write(&image, vec![0u8; 1 << 20]).expect("image written");
     let output = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg(kernel())
-        .args([
-            "blk",
-            "read",
-            "blk9",
-            "0",
-            ";", //
-            "blk",
-            "read",
-            "blk0",
-            "2048",
-            ";", //
-            "blk",
-            "sum",
-            "blk0",
-            "x",
-            "1",
-            ";", //
-            "blk",
-            "resize",
-            "blk0",
-            "3",
-            ";", //
-            "blk",
-            "frobnicate",
-        ])
+        .args(
+            "blk read blk9 0 ; blk read blk0 2048 ; blk sum blk0 x 1 ; blk resize blk0 3 ; \
+             blk frobnicate"
+                .split_whitespace(),
+        )
         .env("RUNNER_MODE", "run")
         .env("QEMU_DISK", &image)
         .env("QEMU_TIMEOUT", "120")
@@ -218,6 +178,56 @@ fn bad_blk_commands_fail_with_a_message() {
         "error: blk: bad arguments `frobnicate`",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    std::fs::remove_file(&image).expect("image removed");
+}
+
+#[test]
+fn bench_prints_one_line_per_shape() {
+    let dir = workspace().join("target/qemu");
+    std::fs::create_dir_all(&dir).expect("target/qemu");
+    let image = dir.join("virtio-disk-test-bench.img");
+    std::fs::write(&image, vec![0u8; 4 << 20]).expect("image written");
+    let text = run_kernel(&image, "", "blk bench blk0");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("bench="))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bench=rand4k_qd1_read",
+            "bench=rand4k_qd32_read",
+            "bench=seq4k_read",
+            "bench=seq64k_read",
+            "bench=seq1m_read",
+            "bench=rand4k_qd1_write"
+        ],
+        "{text}"
+    );
+    for line in lines {
+        let mut keys = Vec::new();
+        for pair in line.split_whitespace().skip(1) {
+            let (key, value) = pair.split_once('=').expect("key=value");
+            let value: f64 = value.parse().expect("a number");
+            assert!(key == "irqs_per_req" || value > 0.0, "{line}");
+            keys.push(key);
+        }
+        assert_eq!(
+            keys,
+            [
+                "iops",
+                "mib_s",
+                "insns_per_req",
+                "notifies_per_req",
+                "irqs_per_req"
+            ],
+            "{line}"
+        );
     }
     std::fs::remove_file(&image).expect("image removed");
 }
