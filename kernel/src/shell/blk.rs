@@ -235,10 +235,19 @@ fn pattern_bytes(pattern: &str) -> alloc::vec::Vec<u8> {
     }
 }
 
+/// Refuses a range past the end of the disk before any of it is touched.
+fn check_range(disk: &Disk, sector: u64, count: u64) -> CommandResult {
+    match sector.checked_add(count) {
+        Some(end) if end <= disk.capacity() => Ok(()),
+        _ => Err(device_error(virtio::Error::OutOfRange)),
+    }
+}
+
 fn write(disk: &Disk, sector: u64, pattern: &str, count: u64) -> CommandResult {
     if count == 0 {
         return Err(CommandError::new("COUNT must be at least 1"));
     }
+    check_range(disk, sector, count)?;
     let unit = pattern_bytes(pattern);
     let total = sector_bytes(count)?;
     let mut data = vec![0u8; total.min(CHUNK_BYTES)];
@@ -258,6 +267,7 @@ fn write(disk: &Disk, sector: u64, pattern: &str, count: u64) -> CommandResult {
 }
 
 fn sum(disk: &Disk, start: u64, count: u64) -> CommandResult {
+    check_range(disk, start, count)?;
     let total = sector_bytes(count)?;
     let mut data = vec![0u8; total.min(CHUNK_BYTES)];
     let mut hasher = crc32fast::Hasher::new();

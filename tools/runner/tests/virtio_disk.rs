@@ -154,7 +154,7 @@ fn bad_blk_commands_fail_with_a_message() {
         .arg(kernel())
         .args(
             "blk read blk9 0 ; blk read blk0 2048 ; blk sum blk0 x 1 ; blk resize blk0 3 ; \
-             blk frobnicate"
+             blk write blk0 0 0x77 4096 ; blk sum blk0 0 0 ; blk frobnicate"
                 .split_whitespace(),
         )
         .env("RUNNER_MODE", "run")
@@ -176,9 +176,21 @@ fn bad_blk_commands_fail_with_a_message() {
         "error: blk: START `x` is not a number",
         "error: blk: invalid argument: queue size must be a power of two",
         "error: blk: bad arguments `frobnicate`",
+        "crc32=0x00000000",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    // The read past the end and the write running past it; the write touched nothing.
+    assert_eq!(
+        text.matches("past the end of the device").count(),
+        2,
+        "{text}"
+    );
+    let after = std::fs::read(&image).expect("image read back");
+    assert!(
+        after.iter().all(|&byte| byte == 0),
+        "a refused write changed the image"
+    );
     std::fs::remove_file(&image).expect("image removed");
 }
 
