@@ -4,30 +4,30 @@
 //!
 //! Needs QEMU and the aarch64 target (tools/setup.sh); builds the kernel with a nested cargo.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use support::{assert_contains, built_kernel_image, output_of, workspace};
+
 const SECTOR: usize = 512;
 const DISK_BYTES: usize = 16 << 20;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Builds the kernel binary once per test process.
+/// The kernel binary, built once per test process.
 fn kernel() -> &'static Path {
     static KERNEL: OnceLock<PathBuf> = OnceLock::new();
-    KERNEL.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args(["build", "-q", "-p", "kernel", "--bin", "kernel"])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the kernel failed");
-        workspace().join("target/aarch64-unknown-none/debug/kernel")
-    })
+    built_kernel_image(&KERNEL, &["--bin", "kernel"], "kernel")
+}
+
+/// A fresh disk image `target/qemu/virtio-disk-test-<name>.img` holding `content`.
+fn scratch_image(name: &str, content: &[u8]) -> PathBuf {
+    let dir = workspace().join("target/qemu");
+    std::fs::create_dir_all(&dir).expect("target/qemu");
+    let image = dir.join(format!("virtio-disk-test-{name}.img"));
+    std::fs::write(&image, content).expect("image written");
+    image
 }
 
 /// Reproducible pseudo-random bytes (xorshift64).
@@ -42,27 +42,27 @@ fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Boots the kernel with `disk` as blk0 and runs the `;`-separated shell `script`; returns the
-/// console output.
+/// Boots the kernel with `disk` as blk0 and runs the `;`-separated shell `script`; returns
+/// the exit code and the console output.
+fn run_script(disk: &Path, extra_qemu_args: &str, script: &str) -> (Option<i32>, String) {
+    output_of(
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg(kernel())
+            .args(script.split_whitespace())
+            .env("RUNNER_MODE", "run")
+            .env("QEMU_DISK", disk)
+            .env("QEMU_EXTRA_ARGS", extra_qemu_args)
+            .env("QEMU_TIMEOUT", "120")
+            .env_remove("QEMU_CPU")
+            .env_remove("QEMU_ICOUNT")
+            .stdin(Stdio::null()),
+    )
+}
+
+/// [`run_script`] for a script that must succeed; the console output.
 fn run_kernel(disk: &Path, extra_qemu_args: &str, script: &str) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(kernel())
-        .args(script.split_whitespace())
-        .env("RUNNER_MODE", "run")
-        .env("QEMU_DISK", disk)
-        .env("QEMU_EXTRA_ARGS", extra_qemu_args)
-        .env("QEMU_TIMEOUT", "120")
-        .env_remove("QEMU_CPU")
-        .env_remove("QEMU_ICOUNT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the runner starts");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(output.status.code(), Some(0), "{text}");
+    let (code, text) = run_script(disk, extra_qemu_args, script);
+    assert_eq!(code, Some(0), "{text}");
     text
 }
 
@@ -79,11 +79,8 @@ fn sectors(bytes: &[u8], first: usize, count: usize) -> &[u8] {
 }
 
 fn round_trip(transport: &str, extra_qemu_args: &str) {
-    let dir = workspace().join("target/qemu");
-    std::fs::create_dir_all(&dir).expect("target/qemu");
-    let image = dir.join(format!("virtio-disk-test-{transport}.img"));
     let original = random_bytes(DISK_BYTES, 0x5eed_0000 + transport.len() as u64);
-    std::fs::write(&image, &original).expect("image written");
+    let image = scratch_image(transport, &original);
 
     let text = run_kernel(
         &image,
@@ -92,7 +89,9 @@ fn round_trip(transport: &str, extra_qemu_args: &str) {
          blk write blk0 32767 guest-wrote-this ; blk sum blk0 2000 5 ; blk flush blk0 ; \
          blk ; blk read blk0 2001 ; blk resize blk0 64 ; blk stats blk0",
     );
-    for expected in [
+    assert_contains(
+        &text,
+        &[
         format!("({transport})"),
         format!("blk0 transport={transport} "),
         " capacity=32768 bytes=16777216 queue=256 queue_max=1024 mode=irq resize=fixed serial=disk0 "
@@ -102,9 +101,8 @@ fn round_trip(transport: &str, extra_qemu_args: &str) {
         "resize=device_reset".to_string(),
         "resizes_by_device_reset=1".to_string(),
         "failure=none".to_string(),
-    ] {
-        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
-    }
+        ],
+    );
     let crcs = crc_lines(&text);
     assert_eq!(crcs.len(), 3, "{text}");
 
@@ -146,40 +144,25 @@ fn modern_transport_agrees_with_the_host_image() {
 
 #[test]
 fn bad_blk_commands_fail_with_a_message() {
-    let dir = workspace().join("target/qemu");
-    std::fs::create_dir_all(&dir).expect("target/qemu");
-    let image = dir.join("virtio-disk-test-errors.img");
-    std::fs::write(&image, vec![0u8; 1 << 20]).expect("image written");
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(kernel())
-        .args(
-            "blk read blk9 0 ; blk read blk0 2048 ; blk sum blk0 x 1 ; blk resize blk0 3 ; \
-             blk write blk0 0 0x77 4096 ; blk sum blk0 0 0 ; blk frobnicate"
-                .split_whitespace(),
-        )
-        .env("RUNNER_MODE", "run")
-        .env("QEMU_DISK", &image)
-        .env("QEMU_TIMEOUT", "120")
-        .env_remove("QEMU_EXTRA_ARGS")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the runner starts");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "a failed command fails the run:\n{text}"
+    let image = scratch_image("errors", &vec![0u8; 1 << 20]);
+    let (code, text) = run_script(
+        &image,
+        "",
+        "blk read blk9 0 ; blk read blk0 2048 ; blk sum blk0 x 1 ; blk resize blk0 3 ; \
+         blk write blk0 0 0x77 4096 ; blk sum blk0 0 0 ; blk frobnicate",
     );
-    for expected in [
-        "error: blk: no device `blk9` (devices: blk0)",
-        "error: blk: request reaches past the end of the device",
-        "error: blk: START `x` is not a number",
-        "error: blk: invalid argument: queue size must be a power of two",
-        "error: blk: bad arguments `frobnicate`",
-        "crc32=0x00000000",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
-    }
+    assert_eq!(code, Some(1), "a failed command fails the run:\n{text}");
+    assert_contains(
+        &text,
+        &[
+            "error: blk: no device `blk9` (devices: blk0)",
+            "error: blk: request reaches past the end of the device",
+            "error: blk: START `x` is not a number",
+            "error: blk: invalid argument: queue size must be a power of two",
+            "error: blk: bad arguments `frobnicate`",
+            "crc32=0x00000000",
+        ],
+    );
     // The read past the end and the write running past it; the write touched nothing.
     assert_eq!(
         text.matches("past the end of the device").count(),
@@ -196,10 +179,7 @@ fn bad_blk_commands_fail_with_a_message() {
 
 #[test]
 fn bench_prints_one_line_per_shape() {
-    let dir = workspace().join("target/qemu");
-    std::fs::create_dir_all(&dir).expect("target/qemu");
-    let image = dir.join("virtio-disk-test-bench.img");
-    std::fs::write(&image, vec![0u8; 4 << 20]).expect("image written");
+    let image = scratch_image("bench", &vec![0u8; 4 << 20]);
     let text = run_kernel(&image, "", "blk bench blk0");
     let lines: Vec<&str> = text
         .lines()
