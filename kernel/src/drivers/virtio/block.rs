@@ -25,7 +25,7 @@ use virtio::{
     Operation, ResizePath, ResizePolicy, ResizeStatus, SECTOR_SIZE, Segment, Stats,
 };
 
-use super::hal::{CounterClock, FrameDma, MmioWindow};
+use super::hal::{CounterClock, FrameDma, MmioWindow, order_for};
 use crate::arch::cpu;
 use crate::drivers::gic::{DEFAULT_PRIORITY, IrqId, Trigger};
 use crate::mm::{self, PAGE_SIZE, PhysFrame, frame};
@@ -66,8 +66,7 @@ impl DmaBuffer {
                 "buffer length must be 1 byte to 4 GiB",
             ));
         }
-        let pages = len.div_ceil(PAGE_SIZE as usize);
-        let order = pages.next_power_of_two().trailing_zeros() as usize;
+        let order = order_for(len.div_ceil(PAGE_SIZE as usize));
         let block = frame::alloc_zeroed(order).map_err(|_| Error::NoMemory)?;
         Ok(Self { block, order, len })
     }
@@ -613,8 +612,9 @@ impl Disk {
     /// Auto mode: the resize policy grows the queue when submissions find it full and shrinks
     /// it when it stays mostly idle (see docs/virtio-blk.md).
     pub fn set_auto_resize(&self) -> Result<(), Error> {
-        let max = self.info().queue_num_max.min(u32::from(u16::MAX)) as u16;
-        let max = 1u16 << (15 - max.max(1).leading_zeros().min(15));
+        // The largest power of two the device accepts.
+        let max = self.info().queue_num_max.clamp(1, 1 << 15);
+        let max = 1u16 << max.ilog2();
         let policy = ResizePolicy::new(
             POLICY_GROW_AFTER,
             POLICY_WINDOW,

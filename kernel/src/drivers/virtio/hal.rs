@@ -19,7 +19,7 @@ use crate::mm::{self, PhysFrame, frame};
 pub struct FrameDma;
 
 /// The buddy order that holds `pages` frames.
-fn order_for(pages: usize) -> usize {
+pub(super) fn order_for(pages: usize) -> usize {
     pages.max(1).next_power_of_two().trailing_zeros() as usize
 }
 
