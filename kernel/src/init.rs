@@ -146,6 +146,7 @@ fn continue_boot() -> ! {
         SECURE.load(core::sync::atomic::Ordering::Relaxed),
     );
     crate::smp::start_secondaries();
+    crate::drivers::virtio::init(machine());
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
 }
@@ -245,14 +246,12 @@ fn init_interrupts(machine: &MachineInfo<'static>, secure: bool) {
     log::info!(target: "time", "virtual timer on INTID {}, {} Hz counter, {} Hz tick", timer.virt, time::frequency(), time::TICK_HZ);
 
     if let Some(uart_irq) = machine.uart.and_then(|uart| uart.irq) {
-        let trigger = if uart_irq.trigger == devicetree::Trigger::Edge {
-            Trigger::Edge
-        } else {
-            Trigger::Level
-        };
-        match irq::register(IrqId(uart_irq.intid()), trigger, "uart", |_| {
-            console::handle_irq()
-        }) {
+        match irq::register(
+            IrqId(uart_irq.intid()),
+            irq::trigger_of(&uart_irq),
+            "uart",
+            |_| console::handle_irq(),
+        ) {
             Ok(()) => console::enable_rx_interrupt(),
             Err(err) => log::warn!("console input stays polled: {err}"),
         }

@@ -99,6 +99,14 @@ pub fn register_banked(
     Ok(())
 }
 
+/// The trigger mode a devicetree interrupt specifier gives.
+pub fn trigger_of(spec: &devicetree::IrqSpec) -> Trigger {
+    match spec.trigger {
+        devicetree::Trigger::Edge => Trigger::Edge,
+        devicetree::Trigger::Level => Trigger::Level,
+    }
+}
+
 /// Disables `irq` and removes its handler.
 pub fn unregister(irq: IrqId) {
     if let Some(gic) = controller() {

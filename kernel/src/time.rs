@@ -102,6 +102,8 @@ struct Timers {
     /// Counter value of the next periodic tick (None: tick stopped).
     next_tick: Option<u64>,
     tick_interval: u64,
+    /// [`TimerPause`] guards alive: while any is, the hardware timer stays off.
+    pauses: u32,
 }
 
 static TIMERS: [IrqSpinLock<Timers>; MAX_CPUS] = [const {
@@ -110,6 +112,7 @@ static TIMERS: [IrqSpinLock<Timers>; MAX_CPUS] = [const {
         next_id: 1,
         next_tick: None,
         tick_interval: 0,
+        pauses: 0,
     })
 }; MAX_CPUS];
 
@@ -119,6 +122,10 @@ impl Timers {
         // Only the owning CPU can program its timer; another CPU changing these deadlines
         // leaves the hardware early at worst, and the interrupt then reprograms it.
         if cpu != cpu_index() {
+            return;
+        }
+        if self.pauses > 0 {
+            timer::disarm();
             return;
         }
         let earliest = self
@@ -190,6 +197,31 @@ pub fn cancel_deadline(id: DeadlineId) -> bool {
     *slot = None;
     timers.reprogram(id.cpu);
     true
+}
+
+/// Keeps this CPU's hardware timer off while it exists: no tick, no deadline fires (they fire
+/// late, once it is dropped). For measurements: under QEMU `-icount shift=0,sleep=off` an idle
+/// CPU makes guest time jump to the next timer deadline, so with the timer off guest time counts
+/// executed instructions only. Nothing on this CPU may wait on a deadline meanwhile.
+pub struct TimerPause {
+    cpu: usize,
+}
+
+/// Stops this CPU's timer until the returned guard is dropped.
+pub fn pause_timer() -> TimerPause {
+    let cpu = cpu_index();
+    let mut timers = TIMERS[cpu].lock();
+    timers.pauses += 1;
+    timers.reprogram(cpu);
+    TimerPause { cpu }
+}
+
+impl Drop for TimerPause {
+    fn drop(&mut self) {
+        let mut timers = TIMERS[self.cpu].lock();
+        timers.pauses -= 1;
+        timers.reprogram(self.cpu);
+    }
 }
 
 /// Timer interrupt: advances this CPU's tick (telling the scheduler) and runs its expired
@@ -324,6 +356,26 @@ mod tests {
             let counted = ticks() - start_ticks;
             let expected = elapsed_us * TICK_HZ / 1_000_000;
             check!(counted + 1 >= expected && counted <= expected + 1, "{counted} ticks in {elapsed_us} us, expected {expected}");
+            Ok(())
+        }
+
+        fn paused_timer_stops_ticks_and_deadlines_until_resumed() -> TestResult {
+            static FIRED: AtomicUsize = AtomicUsize::new(0);
+            let id = check_ok!(add_deadline_after_us(1_000, |_| { FIRED.fetch_add(1, Ordering::SeqCst); }, 0));
+            let pause = pause_timer();
+            let ticks_before = ticks();
+            let end = cpu::counter() + us_to_ticks(40_000);
+            while cpu::counter() < end {
+                core::hint::spin_loop();
+            }
+            let (ticks_paused, fired_paused) = (ticks(), FIRED.load(Ordering::SeqCst));
+            drop(pause);
+            delay_us(20_000);
+            cancel_deadline(id);
+            check_eq!(ticks_paused, ticks_before, "no tick while paused");
+            check_eq!(fired_paused, 0, "no deadline while paused");
+            check_eq!(FIRED.load(Ordering::SeqCst), 1, "the late deadline fires once resumed");
+            check!(ticks() > ticks_paused, "ticks resume");
             Ok(())
         }
 

@@ -229,6 +229,10 @@ pub(crate) enum Owner {
     Abandoned,
     /// The driver itself (the flush before a full reset).
     Driver,
+    /// Nobody, ever: the request reads into or writes from caller memory and the device, which
+    /// could not be stopped, may still access it. Reporting it would let the caller reuse that
+    /// memory (`submit_segments`' contract), so its record is never reported nor reused.
+    Stranded,
 }
 
 /// One caller request and its progress.

@@ -3,3 +3,4 @@
 pub mod gic;
 pub mod mmio;
 pub mod pl011;
+pub mod virtio;

@@ -6,6 +6,7 @@
 //! line) and Ctrl-C (discard line); end of input (Ctrl-D, which the host runner also sends when
 //! its standard input ends) powers off.
 
+mod blk;
 mod commands;
 mod line;
 

@@ -104,6 +104,12 @@ pub fn kick(cpu: usize) {
     }
 }
 
+/// Whether threads wait for this CPU (blocking then lets them run; otherwise the CPU might as
+/// well wait in place). False where the scheduler does not run yet.
+pub fn others_waiting() -> bool {
+    !QUEUES[cpu_index()].lock().waiting.is_empty()
+}
+
 /// The smallest virtual runtime on `cpu`'s queue, where a new thread starts.
 pub fn min_vruntime(cpu: usize) -> u64 {
     QUEUES[cpu].lock().min_vruntime

@@ -4,57 +4,34 @@
 //!
 //! Needs QEMU and the aarch64 target (tools/setup.sh); builds the image with a nested cargo.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::{assert_contains, built_kernel_image, output_of};
 
-/// Builds the failing image once per test process.
+/// The failing image, built once per test process.
 fn failing_image() -> &'static Path {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args(["build", "-q", "-p", "kernel", "--example", "failing_cases"])
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building the failing_cases example failed"
-        );
-        workspace().join("target/aarch64-unknown-none/debug/examples/failing_cases")
-    })
+    built_kernel_image(
+        &IMAGE,
+        &["--example", "failing_cases"],
+        "examples/failing_cases",
+    )
 }
 
 /// Runs the runner on the failing image in test mode; returns (exit code, stdout + stderr).
 fn run(args: &[&str], timeout_secs: &str) -> (Option<i32>, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(failing_image())
-        .args(args)
-        .env("RUNNER_MODE", "test")
-        .env("QEMU_TIMEOUT", timeout_secs)
-        .env_remove("QEMU_CPU")
-        .output()
-        .expect("the runner starts");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
-}
-
-fn assert_contains(text: &str, expected: &[&str]) {
-    for line in expected {
-        assert!(
-            text.contains(line),
-            "missing {line:?} in the output:\n{text}"
-        );
-    }
+    output_of(
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .arg(failing_image())
+            .args(args)
+            .env("RUNNER_MODE", "test")
+            .env("QEMU_TIMEOUT", timeout_secs)
+            .env_remove("QEMU_CPU"),
+    )
 }
 
 #[test]

@@ -9,11 +9,14 @@
 //! - `qemu`: QEMU tier only, on both CPUs.
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
-//! - `lint`: rustfmt check and clippy (kernel target, host, Linux-baseline guest) with warnings
-//!   as errors.
+//! - `lint`: rustfmt check and clippy (kernel target, user programs, host, Linux-baseline
+//!   guest) with warnings as errors.
+//! - `bench`: the virtio-blk benchmark on both transports, with and without icount, next to
+//!   Linux 6.1's figures measured in the same run (see bench.rs).
 //! - `linux-bench [--modern] [--refresh]`: the Linux 6.1 baseline for the kernel's `blk bench`
 //!   (a benchmark, not part of `test`; see docs/linux-baseline.md).
 
+mod bench;
 mod bootmatrix;
 mod linuxbench;
 
@@ -204,10 +207,11 @@ fn main() -> ExitCode {
             .collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
+        Some("bench") => return bench::run(),
         Some("linux-bench") => return linuxbench::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|\
+                "usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|bench|\
                  linux-bench [--modern] [--refresh]"
             );
             return ExitCode::from(2);

@@ -387,6 +387,15 @@ impl<H: Hal, T: Transport, C: Clock> BlockDevice<H, T, C> {
         self.records.len() - self.free_records.len()
     }
 
+    /// The error that stopped the device (a ring fault, a reset or re-initialisation that
+    /// failed), until a successful [`reset`](Self::reset); `None` while it works.
+    pub fn failure(&self) -> Option<Error> {
+        match self.phase {
+            Phase::Broken(error) => Some(error),
+            Phase::Running | Phase::Resizing(_) => None,
+        }
+    }
+
     /// Whether a full-reset resize is still draining.
     pub fn is_resizing(&self) -> bool {
         matches!(self.phase, Phase::Resizing(_))
@@ -982,6 +991,7 @@ impl<H: Hal, T: Transport, C: Clock> BlockDevice<H, T, C> {
                 self.finished.push_back(index);
             }
             Owner::Abandoned => self.free_record(index),
+            Owner::Stranded => {}
             Owner::Driver => {
                 self.free_record(index);
                 self.driver_request_finished(index);

@@ -439,10 +439,18 @@ impl<H: Hal, T: Transport, C: Clock> BlockDevice<H, T, C> {
     }
 
     /// Marks the device broken and finishes every request with `error`. When the device
-    /// might still be doing DMA, the ring and the buffers of requests in it are leaked.
+    /// might still be doing DMA, the ring and the buffers of requests in it are leaked, and
+    /// requests in it on caller memory are never reported.
     fn fail_everything(&mut self, error: Error, device_may_run: bool) {
         self.phase = Phase::Broken(error);
         if device_may_run {
+            // Caller memory in the ring stays the device's: those requests are never reported.
+            for unit in self.ring.in_flight.iter().flatten() {
+                let record = &mut self.records[unit.record as usize];
+                if record.op.carries_data() && record.buffer.is_none() {
+                    record.owner = Owner::Stranded;
+                }
+            }
             self.leak_device_memory();
         }
         for unit in self.ring.in_flight.iter_mut() {

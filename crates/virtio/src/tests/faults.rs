@@ -6,7 +6,7 @@ use alloc::vec;
 use super::{both_transports, only, pattern, rig, rig_with, start};
 use crate::fake::{FakeDevice, FakeDeviceConfig, QueueResetBehaviour, StatusFault};
 use crate::mmio::{INT_CONFIG_CHANGE, INT_USED_BUFFER, status};
-use crate::{DriverConfig, Error, Features, Operation, RingFault, probe};
+use crate::{DriverConfig, Error, Features, Operation, PhysAddr, RingFault, Segment, probe};
 
 fn start_err(config: FakeDeviceConfig) -> (FakeDevice, Error) {
     let device = FakeDevice::new(config);
@@ -207,9 +207,11 @@ fn broken_ring(inject: impl Fn(&FakeDevice), expected: RingFault) {
         Err(Error::DeviceBroken(expected))
     );
     assert_eq!(rig.driver.resize(0, 16), Err(Error::DeviceBroken(expected)));
+    assert_eq!(rig.driver.failure(), Some(Error::DeviceBroken(expected)));
     rig.driver.check_invariants();
     // Recovery.
     rig.driver.reset().unwrap();
+    assert_eq!(rig.driver.failure(), None);
     rig.device.write_disk(3, &pattern(3, 1, 13));
     rig.read(3, 1, 10);
     let done = rig.drain();
@@ -348,4 +350,43 @@ fn hung_queue_reset_then_out_of_memory_still_recovers_the_queue() {
     assert_eq!(rig.device.queue_size(), 256);
     let done = rig.drain();
     assert_eq!(only(&done, 1).buffer.as_deref(), Some(&data[..]));
+}
+
+#[test]
+fn caller_memory_is_never_handed_back_while_the_device_may_still_write_it() {
+    let mut rig = rig_with(
+        FakeDeviceConfig::modern(256),
+        DriverConfig {
+            queue_size: 8,
+            ..DriverConfig::default()
+        },
+    );
+    // The caller's own memory (identity-mapped on the fake), and an owned-buffer request.
+    let mut memory = vec![0u8; 512];
+    let segments = [Segment {
+        phys: PhysAddr(memory.as_mut_ptr() as u64),
+        len: 512,
+    }];
+    // SAFETY: `memory` outlives the driver and the device (both dropped first, below).
+    unsafe { rig.driver.submit_segments(Operation::Read, 0, &segments, 1) }.unwrap();
+    rig.read(1, 1, 2);
+    rig.driver.kick();
+    // The device breaks the ring and then refuses to reset: it may go on writing.
+    rig.device.set_reset_stuck(true);
+    rig.device.inject_used_id(1000);
+    rig.device.process(1);
+    let (_, done) = rig.interrupt();
+    let fault = Error::DeviceBroken(RingFault::UsedIdOutOfRange { id: 1000, size: 8 });
+    assert_eq!(rig.driver.failure(), Some(fault));
+    // The owned buffer is leaked, the request reported without it; the request on caller
+    // memory is never reported, so the caller never reuses memory the device may write.
+    assert_eq!(done.len(), 1, "only the owned-buffer request is reported");
+    assert_eq!(done[0].token, 2);
+    assert_eq!(done[0].result, Err(fault));
+    assert!(done[0].buffer.is_none());
+    assert_eq!(rig.driver.outstanding_requests(), 1);
+    assert!(rig.poll().is_empty());
+    rig.driver.check_invariants();
+    drop(rig);
+    drop(memory);
 }
