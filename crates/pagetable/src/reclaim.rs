@@ -26,6 +26,10 @@ pub trait AgingVisitor {
     /// A leaf that was young; its AF is now clear. `leaf.descriptor` is the value before
     /// clearing, `leaf.table` the table holding it.
     fn young(&mut self, leaf: &Leaf);
+
+    /// A scanned level-3 table is finished: `scanned` present pages examined, `young` of them
+    /// were young (MGLRU feeds its Bloom filter from this).
+    fn leaf_table_done(&mut self, _table: TableId, _scanned: usize, _young: usize) {}
 }
 
 impl<F: FnMut(&Leaf)> AgingVisitor for F {
@@ -64,6 +68,8 @@ struct Harvest<'s, 'v, M: PhysMemory, T: TlbFlush, V: ?Sized> {
     visitor: &'v mut V,
     plan: FlushPlan,
     summary: AgingSummary,
+    /// Counts of the level-3 table being scanned: (present, young).
+    table: (usize, usize),
 }
 
 impl<'s, 'v, M: PhysMemory, T: TlbFlush, V: AgingVisitor + ?Sized> Harvest<'s, 'v, M, T, V> {
@@ -73,6 +79,7 @@ impl<'s, 'v, M: PhysMemory, T: TlbFlush, V: AgingVisitor + ?Sized> Harvest<'s, '
             visitor,
             plan: FlushPlan::new(),
             summary: AgingSummary::default(),
+            table: (0, 0),
         }
     }
 
@@ -80,9 +87,11 @@ impl<'s, 'v, M: PhysMemory, T: TlbFlush, V: AgingVisitor + ?Sized> Harvest<'s, '
     /// (AF or dirty) is never lost.
     fn harvest(&mut self, slot: &Slot<'_>) {
         self.summary.scanned += 1;
+        self.table.0 += 1;
         let old = slot.fetch_and(!Descriptor::access_flag_mask());
         if old.accessed() {
             self.summary.young += 1;
+            self.table.1 += 1;
             self.plan.add(slot.offset);
             self.visitor.young(&self.space.leaf_from(slot, old));
         }
@@ -109,7 +118,16 @@ impl<M: PhysMemory, T: TlbFlush, V: AgingVisitor + ?Sized> RangeVisitor
         if !scan {
             self.summary.skipped_tables += 1;
         }
+        self.table = (0, 0);
         scan
+    }
+
+    fn leave_table(&mut self, parent: &Slot<'_>, child: PhysFrame) {
+        if parent.level == Level::L2 {
+            let (scanned, young) = self.table;
+            self.visitor
+                .leaf_table_done(TableId(child), scanned, young);
+        }
     }
 }
 

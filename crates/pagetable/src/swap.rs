@@ -3,31 +3,32 @@
 //!
 //! Bit layout (the hardware ignores every bit but bit 0 of an invalid descriptor):
 //!
-//! | bits   | field                                                         |
-//! |--------|---------------------------------------------------------------|
-//! | 0      | valid = 0 (always)                                            |
-//! | 1      | swap marker = 1 (so slot 0 with token 0 is not an empty slot) |
-//! | 2..=33 | swap slot (32 bits)                                           |
-//! | 34..=63| shadow token ([`SWAP_TOKEN_BITS`] = 30 bits)                  |
+//! | bits    | field                                                         |
+//! |---------|---------------------------------------------------------------|
+//! | 0       | valid = 0 (always)                                            |
+//! | 1       | swap marker = 1 (so slot 0 with token 0 is not an empty slot) |
+//! | 2..=29  | swap slot ([`SWAP_SLOT_BITS`] = 28 bits: 1 TiB of 4 KiB slots) |
+//! | 30..=61 | shadow token (32 bits)                                        |
+//! | 62..=63 | 0                                                             |
 
 use crate::descriptor::Descriptor;
 use core::fmt;
 
-/// Width of the shadow token.
-pub const SWAP_TOKEN_BITS: u32 = 30;
+/// Width of the swap slot number.
+pub const SWAP_SLOT_BITS: u32 = 28;
 const MARKER: u64 = 0b10;
 const SLOT_SHIFT: u32 = 2;
-const TOKEN_SHIFT: u32 = 34;
+const TOKEN_SHIFT: u32 = SLOT_SHIFT + SWAP_SLOT_BITS;
 
-/// The shadow token does not fit [`SWAP_TOKEN_BITS`] bits.
+/// The swap slot does not fit [`SWAP_SLOT_BITS`] bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TokenTooWide(pub u32);
+pub struct SlotTooLarge(pub u32);
 
-impl fmt::Display for TokenTooWide {
+impl fmt::Display for SlotTooLarge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shadow token {:#x} does not fit {SWAP_TOKEN_BITS} bits",
+            "swap slot {} does not fit {SWAP_SLOT_BITS} bits",
             self.0
         )
     }
@@ -38,10 +39,13 @@ impl fmt::Display for TokenTooWide {
 pub struct SwapEntry(u64);
 
 impl SwapEntry {
-    /// Builds an entry; the token must fit [`SWAP_TOKEN_BITS`] bits.
-    pub const fn new(slot: u32, token: u32) -> Result<Self, TokenTooWide> {
-        if token >> SWAP_TOKEN_BITS != 0 {
-            return Err(TokenTooWide(token));
+    /// Largest slot an entry can hold.
+    pub const MAX_SLOT: u32 = (1 << SWAP_SLOT_BITS) - 1;
+
+    /// Builds an entry; the slot must fit [`SWAP_SLOT_BITS`] bits.
+    pub const fn new(slot: u32, token: u32) -> Result<Self, SlotTooLarge> {
+        if slot > Self::MAX_SLOT {
+            return Err(SlotTooLarge(slot));
         }
         Ok(Self(
             ((token as u64) << TOKEN_SHIFT) | ((slot as u64) << SLOT_SHIFT) | MARKER,
@@ -50,7 +54,7 @@ impl SwapEntry {
 
     /// The swap slot.
     pub const fn slot(self) -> u32 {
-        (self.0 >> SLOT_SHIFT) as u32
+        ((self.0 >> SLOT_SHIFT) & Self::MAX_SLOT as u64) as u32
     }
 
     /// The shadow token.

@@ -1,8 +1,10 @@
 //! Disk images for the virtio-blk devices QEMU gets.
 //!
-//! Without a `disk`/`nodisk` directive an image gets one shared data disk (default
+//! Without a `disk`/`nodisk` directive an image gets the shared data disk (default
 //! `target/qemu/disk0.img`, 64 MiB, created sparse if missing and never overwritten, so data
-//! survives between `cargo run`s). Disks declared in `.qemu_config` are recreated for every run
+//! survives between `cargo run`s) and a swap disk next to it (`target/qemu/disk0.swap.img`,
+//! 256 MiB, serial `swap`, where the kernel pages out anonymous memory). Disks declared in
+//! `.qemu_config` are recreated for every run
 //! as `target/qemu/<image stem>-<name>.img`, optionally wrapped in QEMU's blkdebug driver with
 //! a generated rules file `target/qemu/<image stem>-<name>.blkdebug`.
 
@@ -18,6 +20,12 @@ pub const DEFAULT_DISK_SIZE: u64 = 64 << 20;
 
 /// virtio-blk serial of the default data disk.
 pub const DEFAULT_DISK_SERIAL: &str = "disk0";
+
+/// Size of the default swap disk when the runner creates it.
+pub const SWAP_DISK_SIZE: u64 = 256 << 20;
+
+/// virtio-blk serial the kernel looks for to find its swap area.
+pub const SWAP_DISK_SERIAL: &str = "swap";
 
 /// A disk image ready to attach as `-drive id=<id>` + `virtio-blk-device`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +54,23 @@ pub fn prepare(
         DiskSelection::NoDisk => Ok(Vec::new()),
         DiskSelection::Default => {
             ensure_disk(default_disk, DEFAULT_DISK_SIZE)?;
-            Ok(vec![Disk {
-                id: "blk0".to_string(),
-                path: default_disk.to_path_buf(),
-                blkdebug_config: None,
-                serial: DEFAULT_DISK_SERIAL.to_string(),
-            }])
+            // Swap content never outlives a boot, so the file is simply reused.
+            let swap = swap_disk_path(default_disk);
+            ensure_disk(&swap, SWAP_DISK_SIZE)?;
+            Ok(vec![
+                Disk {
+                    id: "blk0".to_string(),
+                    path: default_disk.to_path_buf(),
+                    blkdebug_config: None,
+                    serial: DEFAULT_DISK_SERIAL.to_string(),
+                },
+                Disk {
+                    id: "blk1".to_string(),
+                    path: swap,
+                    blkdebug_config: None,
+                    serial: SWAP_DISK_SERIAL.to_string(),
+                },
+            ])
         }
         DiskSelection::Declared(specs) => {
             create_dir(qemu_dir)?;
@@ -93,6 +112,11 @@ fn prepare_declared(
 
 fn create_dir(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(io_error("create directory", dir))
+}
+
+/// The swap disk that goes with the data disk `data`: `<data stem>.swap.img` beside it.
+pub fn swap_disk_path(data: &Path) -> PathBuf {
+    data.with_extension("swap.img")
 }
 
 /// Creates a zero-filled (sparse) image of `size` bytes at `path` unless a file is already
@@ -175,20 +199,30 @@ mod tests {
     }
 
     #[test]
-    fn default_disk_is_created_sparse_at_64_mib() {
+    fn default_disks_are_created_sparse_data_and_swap() {
         let dir = scratch_dir("default_disk");
         let path = dir.join("nested/disk0.img");
         let disks = prepare(&DiskSelection::Default, &dir, "kernel", &path).unwrap();
+        let swap = dir.join("nested/disk0.swap.img");
         assert_eq!(
             disks,
-            [Disk {
-                id: "blk0".into(),
-                path: path.clone(),
-                blkdebug_config: None,
-                serial: "disk0".into(),
-            }]
+            [
+                Disk {
+                    id: "blk0".into(),
+                    path: path.clone(),
+                    blkdebug_config: None,
+                    serial: "disk0".into(),
+                },
+                Disk {
+                    id: "blk1".into(),
+                    path: swap.clone(),
+                    blkdebug_config: None,
+                    serial: "swap".into(),
+                }
+            ]
         );
         assert_eq!(fs::metadata(&path).unwrap().len(), 64 << 20);
+        assert_eq!(fs::metadata(&swap).unwrap().len(), 256 << 20);
         let content = fs::read(&path).unwrap();
         assert!(content.iter().all(|&byte| byte == 0));
     }

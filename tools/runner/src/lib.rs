@@ -699,7 +699,7 @@ mod tests {
     }
 
     #[test]
-    fn run_image_relays_input_passes_the_status_and_gets_the_default_disk() {
+    fn run_image_relays_input_passes_the_status_and_gets_the_default_disks() {
         let (_scratch, target, env) = fake_setup("run_status", "cat\nexit 3");
         let elf = target.join("aarch64-unknown-none/debug/kernel");
         write_kernel_elf(&elf, b"");
@@ -709,6 +709,8 @@ mod tests {
         );
         let disk = target.join("qemu/disk0.img");
         assert_eq!(std::fs::metadata(disk).unwrap().len(), 64 << 20);
+        let swap = target.join("qemu/disk0.swap.img");
+        assert_eq!(std::fs::metadata(swap).unwrap().len(), 256 << 20);
     }
 
     #[test]

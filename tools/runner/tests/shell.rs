@@ -52,6 +52,7 @@ fn boot(args: &[&str], input: &[u8]) -> (Option<i32>, String) {
         .expect("the runner reads its input");
     let output = child.wait_with_output().expect("the runner finishes");
     let _ = std::fs::remove_file(&scratch);
+    let _ = std::fs::remove_file(scratch.with_extension("swap.img"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -45,7 +45,7 @@ fn random_bytes(len: usize, mut state: u64) -> Vec<u8> {
 /// Boots the kernel with `disk` as blk0 and runs the `;`-separated shell `script`; returns
 /// the exit code and the console output.
 fn run_script(disk: &Path, extra_qemu_args: &str, script: &str) -> (Option<i32>, String) {
-    output_of(
+    let result = output_of(
         Command::new(env!("CARGO_BIN_EXE_runner"))
             .arg(kernel())
             .args(script.split_whitespace())
@@ -56,7 +56,10 @@ fn run_script(disk: &Path, extra_qemu_args: &str, script: &str) -> (Option<i32>,
             .env_remove("QEMU_CPU")
             .env_remove("QEMU_ICOUNT")
             .stdin(Stdio::null()),
-    )
+    );
+    // The runner adds a swap disk beside the data disk.
+    let _ = std::fs::remove_file(disk.with_extension("swap.img"));
+    result
 }
 
 /// [`run_script`] for a script that must succeed; the console output.

@@ -13,6 +13,8 @@ const DATA: MemoryAttributes = MemoryAttributes::USER_DATA;
 struct Recorder {
     skip: Vec<TableId>,
     young: Vec<(u64, TableId)>,
+    /// Finished tables: (table, scanned, young).
+    done: Vec<(TableId, usize, usize)>,
 }
 
 impl AgingVisitor for Recorder {
@@ -26,6 +28,10 @@ impl AgingVisitor for Recorder {
             "the reported descriptor is the one before clearing"
         );
         self.young.push((leaf.va.as_u64(), leaf.table));
+    }
+
+    fn leaf_table_done(&mut self, table: TableId, scanned: usize, young: usize) {
+        self.done.push((table, scanned, young));
     }
 }
 
@@ -85,6 +91,7 @@ fn range_harvest_batches_one_flush() {
     let mut all_old = Recorder {
         skip: Vec::new(),
         young: Vec::new(),
+        done: Vec::new(),
     };
     space
         .test_and_clear_young_range(va(0x10_0000), 40 * PAGE_SIZE, &mut all_old)
@@ -99,6 +106,7 @@ fn range_harvest_batches_one_flush() {
     let mut recorder = Recorder {
         skip: Vec::new(),
         young: Vec::new(),
+        done: Vec::new(),
     };
     let summary = space
         .test_and_clear_young_range(va(0x10_0000), 40 * PAGE_SIZE, &mut recorder)
@@ -120,6 +128,7 @@ fn range_harvest_batches_one_flush() {
     // Each young leaf names its level-3 table: the one the walk goes through.
     let table = space.walk(va(0x10_0000)).steps[3].table;
     assert!(recorder.young.iter().all(|&(_, id)| id == TableId(table)));
+    assert_eq!(recorder.done, [(TableId(table), 40, 5)]);
     // Few young pages: invalidated one by one, at the end.
     assert_eq!(
         tlb.invalidations(),
@@ -160,6 +169,7 @@ fn range_harvest_skips_tables_the_visitor_declines() {
     let mut recorder = Recorder {
         skip: vec![first],
         young: Vec::new(),
+        done: Vec::new(),
     };
     let summary = space
         .test_and_clear_young_range(va(0), 4 * MIB, &mut recorder)
@@ -178,6 +188,8 @@ fn range_harvest_skips_tables_the_visitor_declines() {
             .iter()
             .all(|&(addr, table)| addr >= 2 * MIB && table == second)
     );
+    // Only the scanned table is reported done, with its own counts.
+    assert_eq!(recorder.done, [(second, 4, 4)]);
     assert_eq!(
         pages_young(&space, start, 8),
         [true, true, true, true, false, false, false, false]

@@ -1,7 +1,7 @@
 //! Descriptor, attribute and swap-entry encodings.
 
 use crate::descriptor::{AccessPermission, DescriptorFields, Shareability};
-use crate::swap::{SWAP_TOKEN_BITS, TokenTooWide};
+use crate::swap::{SWAP_SLOT_BITS, SlotTooLarge};
 use crate::{
     Access, AttributeError, Descriptor, DescriptorKind, DirtyTracking, Level, MAIR_EL1_VALUE,
     MemoryAttributes, MemoryType, Scope, SwapEntry,
@@ -166,7 +166,7 @@ proptest! {
     }
 
     #[test]
-    fn swap_entries_round_trip(slot in any::<u32>(), token in 0u32..(1 << SWAP_TOKEN_BITS)) {
+    fn swap_entries_round_trip(slot in 0u32..(1 << SWAP_SLOT_BITS), token in any::<u32>()) {
         let entry = SwapEntry::new(slot, token).unwrap();
         prop_assert_eq!((entry.slot(), entry.token()), (slot, token));
         let descriptor = entry.descriptor();
@@ -177,8 +177,8 @@ proptest! {
     }
 
     #[test]
-    fn wide_tokens_are_rejected(slot in any::<u32>(), token in (1u32 << SWAP_TOKEN_BITS)..) {
-        prop_assert_eq!(SwapEntry::new(slot, token), Err(TokenTooWide(token)));
+    fn large_slots_are_rejected(slot in (1u32 << SWAP_SLOT_BITS).., token in any::<u32>()) {
+        prop_assert_eq!(SwapEntry::new(slot, token), Err(SlotTooLarge(slot)));
     }
 }
 
@@ -195,8 +195,8 @@ fn descriptors_that_are_not_swap_entries() {
         Some(SwapEntry::new(0, 0).unwrap())
     );
     assert_eq!(
-        TokenTooWide(1 << 30).to_string(),
-        "shadow token 0x40000000 does not fit 30 bits"
+        SlotTooLarge(1 << 28).to_string(),
+        "swap slot 268435456 does not fit 28 bits"
     );
 }
 
