@@ -147,6 +147,8 @@ fn continue_boot() -> ! {
     );
     crate::smp::start_secondaries();
     crate::drivers::virtio::init(machine());
+    mm::swap::init();
+    mm::vmscan::start_kswapd();
     // SAFETY: `kernel_main` is defined by the image through `entry_point!`.
     unsafe { kernel_main() }
 }

@@ -9,6 +9,7 @@
 //! - `reply` answers the call a task received last (its one-time reply right).
 
 use crate::mm::PhysFrame;
+use crate::mm::aspace::SharedSpace;
 use crate::sync::IrqSpinLock;
 use crate::task::{ThreadId, WaitQueue};
 use abi::{Error, Message};
@@ -18,9 +19,38 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Pages lent with a call: the caller's frames, mapped into the receiver while it handles it.
-#[derive(Debug, Default)]
+/// The frames are pinned (reclaim leaves them alone) and the lender's address space, which
+/// owns them, is kept alive until the grant is dropped, even if the lender dies first.
 pub struct Grant {
-    pub frames: Vec<PhysFrame>,
+    frames: Vec<PhysFrame>,
+    _lender: SharedSpace,
+}
+
+impl Grant {
+    /// Lends `frames` of `lender`; the caller has pinned them.
+    pub fn new(frames: Vec<PhysFrame>, lender: SharedSpace) -> Self {
+        Self {
+            frames,
+            _lender: lender,
+        }
+    }
+
+    pub fn frames(&self) -> &[PhysFrame] {
+        &self.frames
+    }
+
+    /// Adds a pinned frame.
+    pub fn push(&mut self, frame: PhysFrame) {
+        self.frames.push(frame);
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        for frame in &self.frames {
+            crate::mm::vmscan::set_pinned(*frame, false);
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

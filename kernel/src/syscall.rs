@@ -5,14 +5,13 @@
 
 use crate::arch::user::UserContext;
 use crate::ipc::{Capability, CapabilityTable, Endpoint, Grant};
-use crate::mm::aspace::copy_from_user;
+use crate::mm::aspace::{FaultResolution, copy_from_user};
 use crate::mm::{PAGE_SIZE, PhysFrame, VirtAddr};
 use crate::task::user::UserTask;
 use crate::task::{self, Thread, ThreadId};
 use abi::{Error, Message, call, layout};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 use pagetable::MemoryAttributes;
 
 /// Longest console write in one call.
@@ -194,8 +193,8 @@ fn wait(thread: &Thread, task: &UserTask, child: u64) -> CallResult {
 
 /// Unmaps the pages lent to this task by the call it is answering, if any.
 pub fn release_grant(task: &UserTask) {
-    let pages = task.granted_pages.swap(0, Ordering::AcqRel);
-    if pages > 0 {
+    // Unmapped first, then unpinned (when the grant drops).
+    if let Some(_grant) = task.grant.lock().take() {
         let _ = task.space.lock().remove_region(layout::GRANT_WINDOW);
     }
 }
@@ -208,16 +207,16 @@ fn receive(task: &UserTask, context: &mut UserContext, slot: u64) -> CallResult 
     if let Some(right) = right.as_ref()
         && let Some(grant) = right.take_grant()
     {
-        let pages = grant.frames.len() as u64;
+        let pages = grant.frames().len() as u64;
         task.space
             .lock()
             .map_borrowed(
                 layout::GRANT_WINDOW,
-                &grant.frames,
+                grant.frames(),
                 MemoryAttributes::USER_DATA,
             )
             .map_err(|_| Error::NoMemory)?;
-        task.granted_pages.store(pages, Ordering::Release);
+        *task.grant.lock() = Some(grant);
         message.words[2] = pages;
         message.words[3] = layout::GRANT_WINDOW;
     }
@@ -233,8 +232,8 @@ fn reply(task: &UserTask, message: Message) -> CallResult {
     Ok(0)
 }
 
-/// The frames behind `pages` pages of the caller's memory at `address`, faulted in.
-fn lend(task: &UserTask, address: u64, pages: u64) -> Result<Vec<PhysFrame>, Error> {
+/// The frames behind `pages` pages of the caller's memory at `address`, faulted in and pinned.
+fn lend(task: &UserTask, address: u64, pages: u64) -> Result<Grant, Error> {
     if pages == 0 || pages > layout::GRANT_MAX_PAGES || !address.is_multiple_of(PAGE_SIZE) {
         return Err(Error::InvalidArgument);
     }
@@ -242,22 +241,30 @@ fn lend(task: &UserTask, address: u64, pages: u64) -> Result<Vec<PhysFrame>, Err
     if !task.space.lock().user_may_access(address, len, true) {
         return Err(Error::BadAddress);
     }
-    // Make every page present (a read faults it in) before collecting the frames.
-    let mut frames = Vec::new();
+    // Each page is made present, then pinned while the space is locked, so reclaim cannot take
+    // it in between. The grant unpins what it holds if a later page fails.
+    let mut grant = Grant::new(Vec::new(), task.space.clone());
     for page in 0..pages {
         let va = address + page * PAGE_SIZE;
-        copy_from_user(va, 1)?;
-        let translated = task
-            .space
-            .lock()
-            .tables()
-            .translate(VirtAddr::new(va).map_err(|_| Error::BadAddress)?);
-        let frame = translated
-            .and_then(|t| PhysFrame::from_start(t.pa).ok())
-            .ok_or(Error::BadAddress)?;
-        frames.push(frame);
+        let frame = loop {
+            match crate::mm::aspace::fault_in(&task.space, va, false) {
+                FaultResolution::Resolved => {}
+                FaultResolution::OutOfMemory => return Err(Error::NoMemory),
+                _ => return Err(Error::BadAddress),
+            }
+            let mut space = task.space.lock();
+            let translated = space
+                .tables()
+                .translate(VirtAddr::new(va).map_err(|_| Error::BadAddress)?);
+            if let Some(frame) = translated.and_then(|t| PhysFrame::from_start(t.pa).ok()) {
+                crate::mm::vmscan::set_pinned(frame, true);
+                break frame;
+            }
+            // Evicted again before we could pin it: fault it in once more.
+        };
+        grant.push(frame);
     }
-    Ok(frames)
+    Ok(grant)
 }
 
 fn grant_call(
@@ -267,12 +274,12 @@ fn grant_call(
     args: [u64; 6],
 ) -> CallResult {
     let endpoint = task.capabilities.lock().endpoint(args[0])?;
-    let frames = lend(task, args[4], args[5])?;
+    let grant = lend(task, args[4], args[5])?;
     let message = Message {
         label: args[1],
         words: [args[2], args[3], 0, 0],
     };
-    let reply = endpoint.call(thread.id(), message, Some(Grant { frames }), &|| {
+    let reply = endpoint.call(thread.id(), message, Some(grant), &|| {
         task.killed()
     })?;
     set_message(context, &reply);

@@ -764,6 +764,21 @@ impl<M: PhysMemory, T: TlbFlush> AddressSpace<M, T> {
         Ok(entry)
     }
 
+    /// Replaces the swap entry stored for `page` by `entry` (e.g. to add the reclaim policy's
+    /// shadow token once the eviction is final); false, with nothing changed, if `page` holds
+    /// no swap entry.
+    pub fn set_swap_entry(&mut self, page: Page, entry: SwapEntry) -> bool {
+        let Ok(offset) = self.offset_of(page.start()) else {
+            return false;
+        };
+        let slot = self.locate(offset, Level::L3);
+        if slot.level != Level::L3 || SwapEntry::from_descriptor(slot.load()).is_none() {
+            return false;
+        }
+        slot.store(entry.descriptor());
+        true
+    }
+
     /// The swap entry stored for `page`, if any.
     pub fn swap_entry(&self, page: Page) -> Option<SwapEntry> {
         let slot = self.locate(self.offset_of(page.start()).ok()?, Level::L3);

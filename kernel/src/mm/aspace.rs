@@ -1,9 +1,14 @@
 //! User address spaces (TTBR0): their own tables and ASID, anonymous regions filled on demand,
-//! and the page-fault handling that makes that work (demand-zero pages, software Access flag,
-//! software dirty tracking).
+//! and the page-fault handling that makes that work (demand-zero pages, swap-in, software
+//! Access flag, software dirty tracking).
+//!
+//! Faults are resolved in two steps. [`handle_fault`] runs in the exception handler and never
+//! sleeps: it fixes Access-flag and dirty-tracking faults and fills demand-zero pages while
+//! memory is above the reserve. A fault that needs to sleep (reading a page back from swap,
+//! reclaiming memory first) goes back to the faulting thread, which calls [`fault_in`].
 
 use super::kernel_space::KernelMemory;
-use super::{PAGE_SIZE, Page, PhysFrame, VirtAddr, frame};
+use super::{PAGE_SIZE, Page, PhysFrame, VirtAddr, frame, swap, vmscan};
 use crate::arch::cpu::{HardwareAccessFlags, MAX_CPUS, cpu_index, hardware_access_flags};
 use crate::arch::esr::{Esr, FaultStatus};
 use crate::arch::mmu::{self, Tlb};
@@ -13,8 +18,10 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use pagetable::{
-    AddressSpace, Asid, DirtyTracking, FaultOutcome, MapError, MemoryAttributes, Space, Unmapped,
+    AddressSpace, Asid, DirtyTracking, FaultOutcome, MapError, MemoryAttributes, Space, SwapEntry,
+    Unmapped,
 };
+use reclaim::{AddressSpaceId, PageKey};
 
 /// A range of user memory: anonymous pages allocated, zeroed, on first touch; or pages lent by
 /// another address space (`borrowed`: mapped for a while, never freed from here).
@@ -121,10 +128,23 @@ pub enum FaultResolution {
     Resolved,
     /// No region covers the address, or the access is not allowed: a real fault.
     Denied,
-    /// A page was needed and there was no memory.
+    /// A page was needed and there was no memory, even after reclaim.
     OutOfMemory,
     /// No user address space is active on this CPU.
     NoSpace,
+    /// Memory is at the kernel's reserve: the thread must reclaim, then retry.
+    NeedsMemory,
+    /// The page is in swap: the thread must read it back, then retry.
+    NeedsSwapIn,
+    /// Reading the page back from swap failed (the page stays in swap).
+    SwapIoError,
+}
+
+impl FaultResolution {
+    /// Whether the faulting thread can resolve it by sleeping ([`fault_in`]).
+    pub fn needs_thread(self) -> bool {
+        matches!(self, Self::NeedsMemory | Self::NeedsSwapIn)
+    }
 }
 
 pub struct UserSpace {
@@ -145,11 +165,15 @@ impl UserSpace {
             _ => DirtyTracking::Software,
         };
         match AddressSpace::new(KernelMemory, Tlb, Space::User(asid), tracking) {
-            Ok(tables) => Ok(Arc::new(IrqSpinLock::new(Self {
-                tables,
-                asid,
-                regions: Vec::new(),
-            }))),
+            Ok(tables) => {
+                let space = Arc::new(IrqSpinLock::new(Self {
+                    tables,
+                    asid,
+                    regions: Vec::new(),
+                }));
+                vmscan::register(asid.0, &space);
+                Ok(space)
+            }
             Err(err) => {
                 ASIDS.lock().free(asid);
                 Err(err.into())
@@ -159,6 +183,11 @@ impl UserSpace {
 
     pub fn asid(&self) -> Asid {
         self.asid
+    }
+
+    /// The reclaim back-reference of the page holding `address`.
+    fn key(&self, address: VirtAddr) -> PageKey {
+        PageKey::new(AddressSpaceId(self.asid.0), address.as_u64() / PAGE_SIZE)
     }
 
     /// The page tables (for aging walks, tests and `pt`).
@@ -255,13 +284,17 @@ impl UserSpace {
                         VirtAddr::new(start + offset)
                             .map_err(|_| SpaceError::BadRange { start, len })?,
                     );
-                    self.tables
-                        .map_page(page, frame, attributes)
-                        .map_err(|err| {
+                    match self.tables.map_page(page, frame, attributes) {
+                        Ok(()) => {
+                            vmscan::track(frame, self.key(page.start()), None);
+                            Ok(())
+                        }
+                        Err(err) => {
                             // SAFETY: never mapped.
                             unsafe { frame::free(frame, 0) };
-                            SpaceError::Map(err)
-                        })
+                            Err(SpaceError::Map(err))
+                        }
+                    }
                 });
             if let Err(err) = filled {
                 let _ = self.remove_region(start);
@@ -357,14 +390,18 @@ impl UserSpace {
 
     fn unmap_range(&mut self, start: u64, len: u64) -> Result<(), SpaceError> {
         let va = VirtAddr::new(start).map_err(|_| SpaceError::BadRange { start, len })?;
-        self.tables.unmap(va, len, |unmapped| {
-            if let Unmapped::Leaf(leaf) = unmapped
-                && let Ok(frame) = PhysFrame::from_start(leaf.pa)
-            {
-                // SAFETY: every user page is a frame this space allocated; the address space
-                // calls us after the TLB invalidation, so nothing maps it any more.
-                unsafe { frame::free(frame, 0) };
+        self.tables.unmap(va, len, |unmapped| match unmapped {
+            Unmapped::Leaf(leaf) => {
+                if let Ok(frame) = PhysFrame::from_start(leaf.pa)
+                    && vmscan::release(frame)
+                {
+                    // SAFETY: every user page is a frame this space allocated; the address
+                    // space calls us after the TLB invalidation, so nothing maps it any more,
+                    // and reclaim has let go of it.
+                    unsafe { frame::free(frame, 0) };
+                }
             }
+            Unmapped::Swap { entry, .. } => swap::free_slot(entry.slot()),
         })?;
         Ok(())
     }
@@ -386,6 +423,9 @@ impl UserSpace {
         };
         let outcome = match esr.fault_status() {
             Some(FaultStatus::Translation { .. }) => {
+                if self.tables.swap_entry(Page::containing(address)).is_some() {
+                    return FaultResolution::NeedsSwapIn;
+                }
                 return self.fill_page(address, region, esr.is_write());
             }
             Some(FaultStatus::AccessFlag { .. }) => {
@@ -410,11 +450,55 @@ impl UserSpace {
         }
     }
 
+    /// The first step of [`fault_in`]: present already, or filled now, or what the thread must
+    /// do first.
+    fn ensure_present(&mut self, va: u64, write: bool) -> FaultResolution {
+        let Ok(address) = VirtAddr::new(va) else {
+            return FaultResolution::Denied;
+        };
+        let Some(region) = self.region_of(va) else {
+            return FaultResolution::Denied;
+        };
+        let access = region.attributes.user();
+        if !access.read || (write && !access.write) {
+            return FaultResolution::Denied;
+        }
+        if self.tables.translate(address).is_some() {
+            return FaultResolution::Resolved;
+        }
+        if self.tables.swap_entry(Page::containing(address)).is_some() {
+            return FaultResolution::NeedsSwapIn;
+        }
+        self.fill_page(address, region, write)
+    }
+
+    /// Maps `frame`, just read from `entry`'s slot, where `page` holds that swap entry. False
+    /// (the caller frees the frame) if the entry changed meanwhile: the retry sees the new
+    /// state. An error if the page's region went away.
+    fn map_swapped_in(
+        &mut self,
+        page: Page,
+        frame: PhysFrame,
+        entry: SwapEntry,
+    ) -> Result<bool, FaultResolution> {
+        let region = self
+            .region_of(page.start().as_u64())
+            .ok_or(FaultResolution::Denied)?;
+        if self.tables.swap_entry(page) != Some(entry)
+            || self.tables.swap_in(page, frame, region.attributes).is_err()
+        {
+            return Ok(false);
+        }
+        vmscan::track(frame, self.key(page.start()), Some(entry));
+        vmscan::note_swap_in();
+        Ok(true)
+    }
+
     /// Demand-zero fill of the page holding `address`.
     fn fill_page(&mut self, address: VirtAddr, region: Region, write: bool) -> FaultResolution {
         let page = Page::containing(address);
-        let Ok(frame) = frame::alloc_zeroed(0) else {
-            return FaultResolution::OutOfMemory;
+        let Some(frame) = vmscan::alloc_user_frame() else {
+            return FaultResolution::NeedsMemory;
         };
         match self.tables.map_page(page, frame, region.attributes) {
             Ok(()) => {}
@@ -430,6 +514,7 @@ impl UserSpace {
                 return FaultResolution::OutOfMemory;
             }
         }
+        vmscan::track(frame, self.key(address), None);
         FAULTS.demand_zero.fetch_add(1, Ordering::Relaxed);
         if write {
             // Save the second (dirty-tracking) fault the write would take on the clean page.
@@ -441,6 +526,7 @@ impl UserSpace {
 
 impl Drop for UserSpace {
     fn drop(&mut self) {
+        vmscan::unregister(self.asid.0);
         while let Some(region) = self.regions.last().copied() {
             if let Err(err) = self.remove_region(region.start) {
                 self.regions.pop();
@@ -461,7 +547,11 @@ static ACTIVE: IrqSpinLock<[Option<SharedSpace>; MAX_CPUS]> =
 
 /// Makes `space` the user half of this CPU (TTBR0).
 pub fn activate(space: &SharedSpace) {
-    let ttbr = space.lock().tables.ttbr();
+    let (ttbr, asid) = {
+        let space = space.lock();
+        (space.tables.ttbr(), space.asid.0)
+    };
+    vmscan::note_ran(asid);
     ACTIVE.lock()[cpu_index()] = Some(space.clone());
     mmu::set_user_tables(ttbr);
 }
@@ -477,46 +567,118 @@ pub fn active() -> Option<SharedSpace> {
     ACTIVE.lock()[cpu_index()].clone()
 }
 
-/// Copies `len` bytes from the active user address space at `address`: the range must lie in
-/// regions the user may read, and every page must be (or become) present.
-pub fn copy_from_user(address: u64, len: usize) -> Result<Vec<u8>, abi::Error> {
+/// Attempts a user copy makes: each one makes the range present, then copies; a page evicted
+/// again in between (heavy memory pressure) costs one more attempt.
+const COPY_ATTEMPTS: usize = 4;
+
+/// Runs `copy` over `[address, address + len)` of the active user address space once every page
+/// there is present; the range must lie in regions the user may access (`write`: for writing).
+fn with_user_range<R>(
+    address: u64,
+    len: usize,
+    write: bool,
+    mut copy: impl FnMut() -> R,
+) -> Result<R, abi::Error> {
     let space = active().ok_or(abi::Error::BadAddress)?;
-    if !space.lock().user_may_access(address, len as u64, false) {
+    if !space.lock().user_may_access(address, len as u64, write) {
         return Err(abi::Error::BadAddress);
     }
+    for _ in 0..COPY_ATTEMPTS {
+        let mut page = address & !(PAGE_SIZE - 1);
+        while page < address + len as u64 {
+            match fault_in(&space, page, write) {
+                FaultResolution::Resolved => {}
+                FaultResolution::OutOfMemory => return Err(abi::Error::NoMemory),
+                _ => return Err(abi::Error::BadAddress),
+            }
+            page += PAGE_SIZE;
+        }
+        // A fault nothing resolves without sleeping (the page went out again) is caught.
+        if let Ok(result) = crate::arch::recover::catch(&mut copy) {
+            return Ok(result);
+        }
+    }
+    Err(abi::Error::NoMemory)
+}
+
+/// Copies `len` bytes from the active user address space at `address`: the range must lie in
+/// regions the user may read; its pages are made present (read back from swap if need be).
+pub fn copy_from_user(address: u64, len: usize) -> Result<Vec<u8>, abi::Error> {
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(len)
         .map_err(|_| abi::Error::NoMemory)?;
-    // The pages fill on demand; a fault nothing can resolve (memory exhausted) becomes an error.
-    crate::arch::recover::catch(|| {
+    with_user_range(address, len, false, || {
+        bytes.clear();
         for offset in 0..len {
             // SAFETY: the range lies in the user's regions of the active address space; faults
             // are resolved by the fault handler or caught by `catch`.
             bytes.push(unsafe { core::ptr::read_volatile((address + offset as u64) as *const u8) });
         }
-    })
-    .map_err(|_| abi::Error::BadAddress)?;
+    })?;
     Ok(bytes)
 }
 
 /// Copies `bytes` into the active user address space at `address` (which must be writable for
 /// the user).
 pub fn copy_to_user(address: u64, bytes: &[u8]) -> Result<(), abi::Error> {
-    let space = active().ok_or(abi::Error::BadAddress)?;
-    if !space
-        .lock()
-        .user_may_access(address, bytes.len() as u64, true)
-    {
-        return Err(abi::Error::BadAddress);
-    }
-    crate::arch::recover::catch(|| {
+    with_user_range(address, bytes.len(), true, || {
         for (offset, byte) in bytes.iter().enumerate() {
             // SAFETY: as in `copy_from_user`, for writing.
             unsafe { core::ptr::write_volatile((address + offset as u64) as *mut u8, *byte) };
         }
     })
-    .map_err(|_| abi::Error::BadAddress)
+}
+
+/// Tries to make the page at `va` of `space` present, reading it back from swap and reclaiming
+/// memory as needed (thread context only: it sleeps). Present pages need nothing more: their
+/// Access-flag and dirty-tracking faults never sleep.
+pub fn fault_in(space: &SharedSpace, va: u64, write: bool) -> FaultResolution {
+    for _ in 0..COPY_ATTEMPTS * 4 {
+        let resolution = space.lock().ensure_present(va, write);
+        match resolution {
+            FaultResolution::NeedsMemory => {
+                if let Err(failure) = vmscan::direct_reclaim() {
+                    log::debug!(target: "reclaim", "fault at {va:#x}: {failure}");
+                    return FaultResolution::OutOfMemory;
+                }
+            }
+            FaultResolution::NeedsSwapIn => {
+                if let Err(resolution) = swap_in(space, va) {
+                    return resolution;
+                }
+            }
+            other => return other,
+        }
+    }
+    FaultResolution::OutOfMemory
+}
+
+/// Reads the swapped-out page at `va` back into a new frame and maps it.
+fn swap_in(space: &SharedSpace, va: u64) -> Result<(), FaultResolution> {
+    let page = Page::containing(VirtAddr::new(va).map_err(|_| FaultResolution::Denied)?);
+    let Some(entry) = space.lock().tables.swap_entry(page) else {
+        return Ok(());
+    };
+    let area = swap::area().ok_or(FaultResolution::SwapIoError)?;
+    let frame = loop {
+        if let Some(frame) = vmscan::alloc_user_frame() {
+            break frame;
+        }
+        vmscan::direct_reclaim().map_err(|_| FaultResolution::OutOfMemory)?;
+    };
+    let mapped = area
+        .read(entry.slot(), frame)
+        .map_err(|err| {
+            log::warn!(target: "swap", "reading slot {} for {va:#x}: {err}", entry.slot());
+            FaultResolution::SwapIoError
+        })
+        .and_then(|()| space.lock().map_swapped_in(page, frame, entry));
+    if mapped != Ok(true) {
+        // SAFETY: the frame was not mapped.
+        unsafe { frame::free(frame, 0) };
+    }
+    mapped.map(drop)
 }
 
 /// Resolves a fault on a user-half address in the active address space (from EL0, or from the

@@ -17,8 +17,9 @@ pub mod frame;
 pub mod heap;
 pub mod kernel_space;
 pub mod layout;
-pub mod metadata;
 pub mod stack;
+pub mod swap;
+pub mod vmscan;
 
 use devicetree::MachineInfo;
 pub use pagetable::{PAGE_SIZE, Page, PhysAddr, PhysFrame, VirtAddr};
@@ -211,7 +212,7 @@ pub fn init(machine: &MachineInfo<'_>, dtb_pa: u64, dtb_size: u64) {
     add_free_ram(machine, dtb, PhysRange::new(0, boot_window.start));
     add_free_ram(machine, dtb, PhysRange::new(boot_window.end, u64::MAX));
     let hardware = crate::arch::mmu::enable_features();
-    metadata::init(machine);
+    vmscan::init(machine);
 
     let frames = frame::stats();
     log::info!(

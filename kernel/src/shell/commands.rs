@@ -74,7 +74,10 @@ fn mem(args: &[&str]) -> CommandResult {
     println!("frames_total={}", frames.total);
     println!("frames_free={}", frames.free);
     println!("frames_used={}", frames.total - frames.free);
-    println!("frame_metadata_bytes={}", crate::mm::metadata::size_bytes());
+    println!(
+        "frame_metadata_bytes={}",
+        crate::mm::vmscan::metadata_bytes()
+    );
     let heap = crate::mm::heap::stats();
     println!("heap_chunks={}", heap.chunks);
     println!("heap_bytes={}", heap.size);

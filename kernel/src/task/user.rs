@@ -10,7 +10,7 @@ use super::{Builder, Priority, SpawnError, Thread, ThreadId, loader};
 use crate::arch::esr::Esr;
 use crate::arch::user::{UserContext, UserExit, run_user};
 use crate::ipc::{CapabilityTable, ReplyRight};
-use crate::mm::aspace::{SharedSpace, UserSpace};
+use crate::mm::aspace::{FaultResolution, SharedSpace, UserSpace};
 use crate::sync::IrqSpinLock;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -31,8 +31,8 @@ pub struct UserTask {
     pub capabilities: IrqSpinLock<CapabilityTable>,
     /// The call this task received last and has not answered.
     pub reply_right: IrqSpinLock<Option<ReplyRight>>,
-    /// Where the task's grant window currently maps lent pages (pages mapped).
-    pub granted_pages: AtomicU64,
+    /// The pages lent to this task by the call it is answering, mapped at its grant window.
+    pub grant: IrqSpinLock<Option<crate::ipc::Grant>>,
     /// The thread that spawned this task (it may wait for it).
     pub parent: Option<ThreadId>,
     killed: AtomicBool,
@@ -116,7 +116,7 @@ pub fn spawn_with(
         context: UnsafeCell::new(UserContext::new(entry, abi::layout::STACK_TOP, 0)),
         capabilities: IrqSpinLock::new(capabilities),
         reply_right: IrqSpinLock::new(None),
-        granted_pages: AtomicU64::new(0),
+        grant: IrqSpinLock::new(None),
         parent,
         killed: AtomicBool::new(false),
         kill_code: AtomicI64::new(0),
@@ -170,6 +170,27 @@ fn report_fault(thread: &Thread, task: &UserTask, context: &UserContext, esr: Es
     );
 }
 
+/// One line about a task killed because a page it needs cannot be provided.
+fn report_unresolved(
+    thread: &Thread,
+    task: &UserTask,
+    context: &UserContext,
+    resolution: FaultResolution,
+    far: u64,
+) {
+    let reason = match resolution {
+        FaultResolution::OutOfMemory => "out of memory and swap",
+        FaultResolution::SwapIoError => "I/O error reading its page from swap",
+        _ => "page fault",
+    };
+    crate::println!(
+        "task {} ({}) killed: {reason}; far={far:#x} pc={:#x}",
+        thread.id(),
+        task.program,
+        context.frame.elr,
+    );
+}
+
 /// The body of every user task's thread.
 fn task_main(_: usize) {
     let thread = super::current();
@@ -197,6 +218,16 @@ fn task_main(_: usize) {
                 task.syscalls.fetch_add(1, Ordering::Relaxed);
                 if let Some(code) = crate::syscall::dispatch(&thread, task, context) {
                     super::exit_user(code);
+                }
+            }
+            UserExit::PageFault { esr, far } => {
+                let resolution = crate::mm::aspace::fault_in(&task.space, far, esr.is_write());
+                if resolution != FaultResolution::Resolved {
+                    if !task.killed() {
+                        report_unresolved(&thread, task, context, resolution, far);
+                        task.kill_code.store(KILLED_BY_FAULT, Ordering::Release);
+                    }
+                    break;
                 }
             }
             UserExit::Exception { esr, far } => {

@@ -680,6 +680,13 @@ fn swap_entries_replace_and_restore_pages() {
     assert_eq!(space.translate(va(0x6000)), None);
     assert_eq!(space.swap_entry(page(0x6000)), Some(entry));
     assert_eq!(space.swap_entry(page(0x7000)), None);
+    // The entry can be rewritten in place (the shadow token comes last); only swap entries.
+    let final_entry = SwapEntry::new(42, 0xdead_beef).unwrap();
+    assert!(space.set_swap_entry(page(0x6000), final_entry));
+    assert_eq!(space.swap_entry(page(0x6000)), Some(final_entry));
+    assert!(space.set_swap_entry(page(0x6000), entry));
+    assert!(!space.set_swap_entry(page(0x7000), entry));
+    assert!(!space.set_swap_entry(page(0xffff_f000), entry));
     assert_eq!(
         space.map_page(page(0x6000), frame(0xb000), DATA),
         Err(MapError::AlreadyMapped { va: va(0x6000) })

@@ -43,6 +43,9 @@ pub enum UserExit {
     /// A synchronous exception other than a system call (fault, undefined instruction, ...)
     /// that the kernel did not resolve on the spot.
     Exception { esr: Esr, far: u64 },
+    /// A page fault the thread must resolve by sleeping (swap-in, or reclaim first): the access
+    /// is retried after.
+    PageFault { esr: Esr, far: u64 },
     /// An interrupt was handled and the kernel asked to regain control (e.g. to reschedule).
     Interrupt,
 }
@@ -192,11 +195,16 @@ pub fn handle_exception_from_user(
                 exit_to_kernel(frame, UserExit::SystemCall { imm: esr.imm16() })
             }
             ExceptionClass::DataAbortLowerEl | ExceptionClass::InstructionAbortLowerEl
-                if esr.far_valid()
-                    && crate::mm::aspace::handle_fault(far, esr)
-                        == crate::mm::aspace::FaultResolution::Resolved =>
+                if esr.far_valid() =>
             {
-                false
+                let resolution = crate::mm::aspace::handle_fault(far, esr);
+                if resolution == crate::mm::aspace::FaultResolution::Resolved {
+                    false
+                } else if resolution.needs_thread() {
+                    exit_to_kernel(frame, UserExit::PageFault { esr, far })
+                } else {
+                    exit_to_kernel(frame, UserExit::Exception { esr, far })
+                }
             }
             _ => exit_to_kernel(frame, UserExit::Exception { esr, far }),
         },

@@ -719,6 +719,44 @@ impl Batch<'_> {
     }
 }
 
+impl Batch<'_> {
+    /// Places a read or write of one 4 KiB frame the caller keeps owning: swap I/O moves a
+    /// page's own frame, without a copy.
+    ///
+    /// # Safety
+    /// Until the request has completed, the frame stays allocated and nothing else writes it
+    /// (nor reads it, for a read): the caller waits for the returned [`Pending`] and never
+    /// drops it unfinished.
+    pub unsafe fn submit_frame(
+        &mut self,
+        op: Operation,
+        sector: u64,
+        frame: PhysFrame,
+    ) -> Result<Pending, Error> {
+        let token = self.state.slots.take()?;
+        let segment = Segment {
+            phys: virtio::PhysAddr(frame.start().as_u64()),
+            len: PAGE_SIZE as u32,
+        };
+        // SAFETY: the caller lends the frame to the device until the request completes.
+        let submitted = unsafe {
+            self.state
+                .device
+                .submit_segments(op, sector, &[segment], u64::from(token))
+        };
+        match submitted {
+            Ok(_) => Ok(Pending {
+                disk: self.disk,
+                token,
+            }),
+            Err(error) => {
+                self.state.slots.release(token);
+                Err(error)
+            }
+        }
+    }
+}
+
 /// A submitted request. [`wait`](Self::wait) for it; dropping it abandons the result (the
 /// buffer is freed when the device is done with it).
 pub struct Pending {
