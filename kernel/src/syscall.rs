@@ -279,9 +279,7 @@ fn grant_call(
         label: args[1],
         words: [args[2], args[3], 0, 0],
     };
-    let reply = endpoint.call(thread.id(), message, Some(grant), &|| {
-        task.killed()
-    })?;
+    let reply = endpoint.call(thread.id(), message, Some(grant), &|| task.killed())?;
     set_message(context, &reply);
     Ok(0)
 }

@@ -147,10 +147,22 @@ impl FaultResolution {
     }
 }
 
+/// Faults one address space took (for `ps` and `stress`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceFaults {
+    /// Pages filled with zeros on first touch.
+    pub demand_zero: u64,
+    /// Pages read back from swap (major faults).
+    pub swap_in: u64,
+    /// Access-flag faults (software young bit).
+    pub access_flag: u64,
+}
+
 pub struct UserSpace {
     tables: AddressSpace<KernelMemory, Tlb>,
     asid: Asid,
     regions: Vec<Region>,
+    faults: SpaceFaults,
 }
 
 pub type SharedSpace = Arc<IrqSpinLock<UserSpace>>;
@@ -170,6 +182,7 @@ impl UserSpace {
                     tables,
                     asid,
                     regions: Vec::new(),
+                    faults: SpaceFaults::default(),
                 }));
                 vmscan::register(asid.0, &space);
                 Ok(space)
@@ -199,18 +212,25 @@ impl UserSpace {
         &self.regions
     }
 
+    pub fn faults(&self) -> SpaceFaults {
+        self.faults
+    }
+
     /// Pages mapped in the user half (resident set).
     pub fn resident_pages(&self) -> usize {
+        self.regions.iter().map(|r| self.resident_in(r)).sum()
+    }
+
+    /// Pages of `region` that are mapped.
+    pub fn resident_in(&self, region: &Region) -> usize {
         let mut count = 0;
-        for region in &self.regions {
-            if let Ok(start) = VirtAddr::new(region.start) {
-                let _ = self
-                    .tables
-                    .for_each_leaf(start, region.end - region.start, |_| {
-                        count += 1;
-                        core::ops::ControlFlow::Continue(())
-                    });
-            }
+        if let Ok(start) = VirtAddr::new(region.start) {
+            let _ = self
+                .tables
+                .for_each_leaf(start, region.end - region.start, |_| {
+                    count += 1;
+                    core::ops::ControlFlow::Continue(())
+                });
         }
         count
     }
@@ -430,6 +450,7 @@ impl UserSpace {
             }
             Some(FaultStatus::AccessFlag { .. }) => {
                 FAULTS.access_flag.fetch_add(1, Ordering::Relaxed);
+                self.faults.access_flag += 1;
                 self.tables.resolve_access_fault(address)
             }
             Some(FaultStatus::Permission { .. })
@@ -491,6 +512,7 @@ impl UserSpace {
         }
         vmscan::track(frame, self.key(page.start()), Some(entry));
         vmscan::note_swap_in();
+        self.faults.swap_in += 1;
         Ok(true)
     }
 
@@ -516,6 +538,7 @@ impl UserSpace {
         }
         vmscan::track(frame, self.key(address), None);
         FAULTS.demand_zero.fetch_add(1, Ordering::Relaxed);
+        self.faults.demand_zero += 1;
         if write {
             // Save the second (dirty-tracking) fault the write would take on the clean page.
             let _ = self.tables.resolve_write_fault(page.start());

@@ -9,6 +9,7 @@
 mod blk;
 mod commands;
 mod line;
+mod vm;
 
 use crate::{print, println};
 use alloc::string::String;

@@ -1,7 +1,9 @@
 //! The runtime of user programs: the entry point, system call wrappers, console output and the
 //! panic handler. Programs are `#![no_std] #![no_main]` binaries that name their main function
-//! with [`main!`].
+//! with [`main!`]. `alloc` works too (see [`heap`]).
 #![no_std]
+
+pub mod heap;
 
 pub use abi::{Error, Message, call, layout};
 use core::fmt::{self, Write};

@@ -22,6 +22,8 @@ pub struct UserContext {
 
 /// SPSR for EL0t (AArch64) with all interrupts unmasked.
 pub const SPSR_EL0T: u64 = 0;
+/// The condition flags N, Z, C and V: user state that survives every trip through the kernel.
+const SPSR_NZCV: u64 = 0xf << 28;
 
 impl UserContext {
     /// A context that starts at `pc` with stack pointer `sp` and `x0 = arg`.
@@ -148,8 +150,9 @@ unsafe extern "C" {
 /// to. User code runs with interrupts unmasked whatever the caller's state was; on return they
 /// are masked as they were at the exception.
 pub fn run_user(context: &mut UserContext) -> UserExit {
-    // Never let user code run privileged or with interrupts masked.
-    context.frame.spsr = SPSR_EL0T;
+    // Never let user code run privileged or with interrupts masked; keep its condition flags (a
+    // fault or an interrupt can come between a compare and the branch that reads it).
+    context.frame.spsr = (context.frame.spsr & SPSR_NZCV) | SPSR_EL0T;
     let cpu = cpu_index();
     RUNNING[cpu].store(context, Ordering::Release);
     // SAFETY: `context` is exclusively ours for the call; `enter_user` returns through
