@@ -513,6 +513,7 @@ impl UserSpace {
         vmscan::track(frame, self.key(page.start()), Some(entry));
         vmscan::note_swap_in();
         self.faults.swap_in += 1;
+
         Ok(true)
     }
 

@@ -207,7 +207,9 @@ pub fn stress(args: &[&str]) -> CommandResult {
 }
 
 /// Replays the same access sequence through the reclaim crate's model (what `sim` runs) with
-/// the frames the workload had under the limit, and prints both fault counts.
+/// the frames the workload had under the limit, and prints both fault counts. The sequence is
+/// the workload's accesses followed by the task's final check: one read of every touched page,
+/// in page order.
 fn compare_with_simulator(
     kind: WorkloadKind,
     pages: u64,
@@ -224,8 +226,18 @@ fn compare_with_simulator(
         .map_err(|err| CommandError::new(alloc::format!("simulator: {err:?}")))?;
     let mut workload = Workload::new(kind, SEED, pages as u32)
         .map_err(|err| CommandError::new(alloc::format!("{err}")))?;
-    for _ in 0..accesses {
-        let access = workload.next_access();
+    let mut touched = alloc::vec![false; pages as usize];
+    let checks = (0..accesses)
+        .map(|_| {
+            let access = workload.next_access();
+            touched[access.page as usize] = true;
+            access
+        })
+        .collect::<alloc::vec::Vec<_>>();
+    let final_check = (0..pages as u32)
+        .filter(|&page| touched[page as usize])
+        .map(|page| reclaim::workload::Access { page, write: false });
+    for access in checks.into_iter().chain(final_check) {
         machine
             .access(access.page, access.write)
             .map_err(|err| CommandError::new(alloc::format!("simulator: {err}")))?;
