@@ -40,6 +40,8 @@ POLICIES AND OUTPUT:
 
 The table shows, per memory size, each policy's page faults (first touches included), the
 ratio to OPT's faults, and pages written to swap (dirty or never-swapped pages cost a write).
+OPT gets the frames a policy can fill: the memory size minus the low-watermark reserve that the
+memory model keeps free (frames / 512 of them; none under 512 frames).
 ";
 
 /// Where accesses come from.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use reclaim::PolicyKind;
-use reclaim::model::{Machine, MachineConfig};
+use reclaim::model::{Machine, MachineConfig, Watermarks};
 
 use crate::args::{Command, Options, Sizes, Source};
 use crate::report::Row;
@@ -181,7 +181,7 @@ fn simulate_all(
                                 &trace.accesses,
                                 &next_uses[job.trace],
                                 trace.pages(),
-                                job.frames,
+                                usable_frames(job.frames),
                             );
                             Ok(Outcome {
                                 faults: r.faults,
@@ -224,6 +224,13 @@ fn simulate_all(
         .into_iter()
         .map(|slot| slot.unwrap_or_else(|| Err("a simulation did not run".into())))
         .collect()
+}
+
+/// Frames a policy can fill on a machine of `frames` frames: the model keeps at least the low
+/// watermark free (it reclaims when an allocation finds `free <= low`), so OPT, the floor every
+/// policy is measured against, gets the same memory rather than the whole machine.
+fn usable_frames(frames: u32) -> u32 {
+    frames - Watermarks::for_frames(frames).low
 }
 
 fn simulate_policy(

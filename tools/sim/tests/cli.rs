@@ -172,3 +172,35 @@ fn a_lackey_trace_replays_like_the_workload_it_was_emitted_from() {
         "sim: malformed Lackey line 2: expected `address,size`: \" L oops\"\n"
     );
 }
+
+#[test]
+fn opt_gets_the_frames_a_policy_can_fill() {
+    // 1024 frames for a 1024-page loop: the model keeps the low watermark (2 frames) free, so no
+    // policy can hold the whole loop, and neither may OPT, the floor they are measured against.
+    let output = sim(&[
+        "--workload",
+        "loop",
+        "--pages",
+        "1024",
+        "--accesses",
+        "10240",
+        "--frames",
+        "1024",
+        "--csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let faults: Vec<(&str, u64)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[1], fields[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(faults[0].0, "opt");
+    // With 1022 frames OPT faults 1024 cold, then 2 per later round of the loop (9 rounds): 1042,
+    // not the 1024 cold faults alone that the whole machine would give it.
+    assert_eq!(faults[0].1, 1042, "{text}");
+    assert!(faults.iter().all(|&(_, f)| f >= faults[0].1), "{text}");
+}
