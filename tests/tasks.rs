@@ -71,6 +71,17 @@ ktest! {
         Ok(())
     }
 
+    fn condition_flags_survive_preemption() -> TestResult {
+        // Spins far longer than a time slice, so the two tasks preempt each other mid-spin,
+        // between setting the flags and reading them back.
+        let me = task::current().cpu();
+        let a = start_with("regs", "3 1 30000000", CapabilityTable::new(), Priority::DEFAULT, Some(me))?;
+        let b = start_with("regs", "3 2 30000000", CapabilityTable::new(), Priority::DEFAULT, Some(me))?;
+        check_eq!(task::wait(a), Some(0), "task {a}: the flags changed under it");
+        check_eq!(task::wait(b), Some(0), "task {b}: the flags changed under it");
+        Ok(())
+    }
+
     fn tasks_that_never_yield_share_the_cpu_fairly() -> TestResult {
         let me = task::current().cpu();
         let spawn = |label: &str| user::spawn_with("spin", &alloc::format!("1000 {label}"), CapabilityTable::new(), Priority::DEFAULT, Some(me));

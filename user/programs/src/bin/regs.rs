@@ -1,8 +1,10 @@
-//! `regs ROUNDS SEED`: loads distinct values into every general register it may (x9-x17,
+//! `regs ROUNDS SEED [SPIN]`: loads distinct values into every general register it may (x9-x17,
 //! x19-x30), every FP/SIMD register (q0-q31) and FPCR/FPSR-independent state, then yields and
-//! spins ROUNDS times (so that the kernel switches to other tasks and takes interrupts), and
-//! checks every register still holds its value. Run several at once: each other's values would
-//! show up in a register the kernel failed to save. Prints `regs ok` or the first difference.
+//! spins ROUNDS times for SPIN iterations each (default 200 000; so that the kernel switches to
+//! other tasks and takes interrupts; a spin longer than a time slice gets preempted), and
+//! checks every register still holds its value, and that the condition flags (NZCV) set before
+//! each spin are still set after it. Run several at once: each other's values would show up in a
+//! register the kernel failed to save. Prints `regs ok` or the first difference.
 #![no_std]
 #![no_main]
 
@@ -20,10 +22,14 @@ struct Registers {
     q: [u128; 32],
     /// SP after the rounds.
     sp: u64,
+    /// NZCV set before a spin and found after it, recorded when they differ (else 0, 0).
+    flags_set: u64,
+    flags_found: u64,
 }
 
-/// Loads `values`, runs `rounds` of (yield, spin), stores the registers into `seen`.
-fn hold(values: &Registers, seen: &mut Registers, rounds: u64) {
+/// Loads `values`, runs `rounds` of (yield, spin of `spin` iterations), stores the registers
+/// into `seen`.
+fn hold(values: &Registers, seen: &mut Registers, rounds: u64, spin: u64) {
     // SAFETY: the asm saves and restores x19..x30 and SP itself (Rust cannot hand those to
     // asm), declares every other register it changes, and only touches the two arrays.
     unsafe {
@@ -36,6 +42,7 @@ fn hold(values: &Registers, seen: &mut Registers, rounds: u64) {
             "stp x27, x28, [sp, #64]",
             "stp x29, x30, [sp, #80]",
             "str x1, [sp, #96]",
+            "str x3, [sp, #104]",
             "add x4, sp, #112",
             "str x4, [x1, #168]",
             "ldp x9, x10, [x0, #0]",
@@ -70,12 +77,20 @@ fn hold(values: &Registers, seen: &mut Registers, rounds: u64) {
             "2:",
             "mov x8, #1",
             "svc #0",
-            // About 200 000 iterations of spinning: long enough for interrupts to land.
-            "movz x7, #0x0d40",
-            "movk x7, #0x3, lsl #16",
+            // Z and C set; the spin below never writes the flags.
+            "cmp x9, x9",
+            "mrs x5, nzcv",
+            "ldr x7, [sp, #104]",
             "3:",
-            "subs x7, x7, #1",
-            "b.ne 3b",
+            "sub x7, x7, #1",
+            "cbnz x7, 3b",
+            "mrs x4, nzcv",
+            "cmp x4, x5",
+            "b.eq 4f",
+            "ldr x3, [sp, #96]",
+            "add x3, x3, #696",
+            "stp x5, x4, [x3]",
+            "4:",
             "subs x6, x6, #1",
             "b.ne 2b",
             "ldr x0, [sp, #96]",
@@ -120,7 +135,7 @@ fn hold(values: &Registers, seen: &mut Registers, rounds: u64) {
             inout("x0") values as *const Registers => _,
             inout("x1") seen as *mut Registers => _,
             inout("x2") rounds => _,
-            out("x3") _, out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
+            inout("x3") spin => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _, out("x8") _,
             out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
             out("x15") _, out("x16") _, out("x17") _,
             out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
@@ -140,12 +155,19 @@ fn main(args: &str) -> i32 {
         .next()
         .and_then(usys::parse_u64)
         .unwrap_or_else(usys::task_id);
+    let spin = words
+        .next()
+        .and_then(usys::parse_u64)
+        .unwrap_or(200_000)
+        .max(1);
     let mut random = usys::Random::new(seed.wrapping_mul(0x9e37_79b9) + 1);
     let mut values = Registers {
         gp: [0; GP],
         sp_before: 0,
         q: [0; 32],
         sp: 0,
+        flags_set: 0,
+        flags_found: 0,
     };
     for value in values.gp.iter_mut() {
         *value = random.next_u64();
@@ -158,8 +180,10 @@ fn main(args: &str) -> i32 {
         sp_before: 0,
         q: [0; 32],
         sp: 0,
+        flags_set: 0,
+        flags_found: 0,
     };
-    hold(&values, &mut seen, rounds);
+    hold(&values, &mut seen, rounds, spin);
     let names = [
         "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x19", "x20", "x21", "x22",
         "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30",
@@ -175,6 +199,13 @@ fn main(args: &str) -> i32 {
             println!("regs: q{index} changed from {want:#x} to {got:#x}");
             return 1;
         }
+    }
+    if seen.flags_set != seen.flags_found {
+        println!(
+            "regs: flags changed from {:#x} to {:#x}",
+            seen.flags_set, seen.flags_found
+        );
+        return 1;
     }
     if seen.sp != seen.sp_before {
         println!(
