@@ -18,6 +18,7 @@ pub mod heap;
 pub mod kernel_space;
 pub mod layout;
 pub mod stack;
+pub mod stress;
 pub mod swap;
 pub mod vmscan;
 

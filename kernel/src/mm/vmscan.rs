@@ -164,6 +164,35 @@ pub fn policy_kind() -> PolicyKind {
     state().lock().policy.kind()
 }
 
+/// Switching policies needs every user page gone: the old policy's lists describe them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyBusy {
+    pub tracked: u32,
+}
+
+impl fmt::Display for PolicyBusy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} user pages are tracked; the policy can change only when no user task runs",
+            self.tracked
+        )
+    }
+}
+
+/// Replaces the policy (benchmarks compare policies in one boot) while no user page exists.
+pub fn set_policy(kind: PolicyKind) -> Result<(), PolicyBusy> {
+    let mut state = state().lock();
+    let tracked = state.policy.tracked();
+    if tracked != 0 {
+        return Err(PolicyBusy { tracked });
+    }
+    state.policy = kind
+        .build(state.table.len(), &PolicyConfig::default())
+        .expect("the default policy configuration is valid");
+    Ok(())
+}
+
 /// Bytes the frame table and slot map take.
 pub fn metadata_bytes() -> usize {
     STATE.get().map_or(0, |state| {

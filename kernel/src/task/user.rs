@@ -191,11 +191,19 @@ fn report_unresolved(
     );
 }
 
-/// The body of every user task's thread.
+/// The body of every user task's thread. Nothing may stay alive on this frame when the thread
+/// exits (exiting never returns, so a local `Arc` would keep the thread, and its address space,
+/// forever): the task runs in [`run_task`], which returns the exit code.
 fn task_main(_: usize) {
+    let code = run_task();
+    super::exit_user(code);
+}
+
+/// Runs the task until it exits or is killed; returns its exit code.
+fn run_task() -> i64 {
     let thread = super::current();
     let Some(task) = thread.user.as_ref() else {
-        return;
+        return 0;
     };
     // SAFETY: this is the task's own thread, and the only borrow of its context.
     let context = unsafe { task.context() };
@@ -206,7 +214,7 @@ fn task_main(_: usize) {
             thread.id(),
             task.program
         );
-        super::exit(KILLED_BY_FAULT);
+        return KILLED_BY_FAULT;
     }
     loop {
         if task.killed() {
@@ -217,7 +225,7 @@ fn task_main(_: usize) {
             UserExit::SystemCall { .. } => {
                 task.syscalls.fetch_add(1, Ordering::Relaxed);
                 if let Some(code) = crate::syscall::dispatch(&thread, task, context) {
-                    super::exit_user(code);
+                    return code;
                 }
             }
             UserExit::PageFault { esr, far } => {
@@ -240,5 +248,5 @@ fn task_main(_: usize) {
             UserExit::Interrupt => super::yield_now(),
         }
     }
-    super::exit_user(task.kill_code.load(Ordering::Acquire));
+    task.kill_code.load(Ordering::Acquire)
 }

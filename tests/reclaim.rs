@@ -1,0 +1,101 @@
+//! Page reclaim end to end on a 64 MiB machine with a 256 MiB swap disk: anonymous memory of
+//! twice the RAM goes to swap and comes back byte for byte, every policy's fault counts match
+//! the reclaim model replaying the same accesses, and young bits come from the hardware Access
+//! flag where the CPU has it and from Access-flag faults where it does not.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use core::sync::atomic::Ordering;
+use kernel::arch::cpu::{HardwareAccessFlags, hardware_access_flags};
+use kernel::ipc::CapabilityTable;
+use kernel::ktest::prelude::*;
+use kernel::mm::{aspace, frame, stress, swap, vmscan};
+use kernel::task::{self, user};
+use reclaim::PolicyKind;
+use reclaim::workload::WorkloadKind;
+
+kernel::entry_point!(kernel::ktest::main);
+qemu_config!("memory 64M\ndisk swap size=256M\n");
+
+/// Frames of user memory (8 MiB) the policy comparisons run in.
+const LIMIT_FRAMES: u32 = 2048;
+
+/// Runs `program args` as a task and returns its exit code.
+fn run(program: &str, args: &str) -> Result<i64, Failure> {
+    let thread = user::spawn(program, args, CapabilityTable::new())
+        .map_err(|err| Failure::new(file!(), line!(), alloc::format!("spawn {program}: {err}")))?;
+    task::wait(thread.id()).ok_or_else(|| {
+        Failure::new(
+            file!(),
+            line!(),
+            alloc::string::String::from("the task vanished"),
+        )
+    })
+}
+
+ktest! {
+    timeout_secs = 240;
+
+    fn twice_the_ram_round_trips_through_swap() -> TestResult {
+        check!(swap::area().is_some(), "the swap disk was found");
+        let free_before = frame::stats().free;
+        let before = swap::stats();
+        // hog fills every byte of 128 MiB and checks it all: half of it must come back from swap.
+        check_eq!(run("hog", "128")?, 0, "hog verified every page");
+        let after = swap::stats();
+        check!(after.pages_out - before.pages_out >= 16 * 1024, "at least 64 MiB went out ({} pages)", after.pages_out - before.pages_out);
+        check!(after.pages_in - before.pages_in >= 16 * 1024, "and came back ({} pages)", after.pages_in - before.pages_in);
+        check!(after.write_batches > before.write_batches && after.pages_out - before.pages_out > 4 * (after.write_batches - before.write_batches), "writes are batched");
+        check_eq!(after.io_errors, before.io_errors);
+        // Everything the task had is released: swap slots and frames.
+        check_eq!(after.slots_used, 0, "no swap slot leaked");
+        check_ok!(vmscan::check_invariants());
+        check_eq!(vmscan::tracked(), 0);
+        check!(frame::stats().free + 64 >= free_before, "frames came back ({} of {free_before})", frame::stats().free);
+        Ok(())
+    }
+
+    fn every_policy_faults_as_the_model_predicts() -> TestResult {
+        vmscan::set_limit(Some(LIMIT_FRAMES));
+        for policy in PolicyKind::ALL {
+            check_ok!(vmscan::set_policy(policy));
+            for kind in [WorkloadKind::Zipf, WorkloadKind::HotScan] {
+                let report = check_ok!(stress::run(kind, 16, 0));
+                let prediction = check_ok!(stress::predict(&report, LIMIT_FRAMES));
+                let ratio = prediction.ratio_x100();
+                check!(report.faults.swap_in > 1000, "{policy} {}: the workload swapped ({} major faults)", kind.name(), report.faults.swap_in);
+                check!((90..=110).contains(&ratio), "{policy} {}: kernel {} faults, model {} (x{}.{:02})", kind.name(), prediction.kernel_faults, prediction.stats.faults, ratio / 100, ratio % 100);
+                check_ok!(vmscan::check_invariants());
+            }
+        }
+        vmscan::set_limit(None);
+        check_ok!(vmscan::set_policy(PolicyKind::Mglru));
+        Ok(())
+    }
+
+    fn young_bits_come_from_the_access_flag() -> TestResult {
+        vmscan::set_limit(Some(LIMIT_FRAMES));
+        let af_faults = aspace::FAULTS.access_flag.load(Ordering::Relaxed);
+        let (policy_before, _) = vmscan::policy_stats();
+        let report = check_ok!(stress::run(WorkloadKind::Zipf, 16, 0));
+        vmscan::set_limit(None);
+        let (policy_after, _) = vmscan::policy_stats();
+        let faulted = aspace::FAULTS.access_flag.load(Ordering::Relaxed) - af_faults;
+        check!(policy_after.ptes_tested - policy_before.ptes_tested > 4096, "aging tested the young bits");
+        check!(policy_after.shadow_hits > policy_before.shadow_hits, "refaults were recognised from shadow tokens");
+        match hardware_access_flags() {
+            // The hardware sets the flag: no fault for it, ever.
+            HardwareAccessFlags::AccessFlag | HardwareAccessFlags::AccessFlagAndDirty => {
+                check_eq!(faulted, 0);
+                check_eq!(report.faults.access_flag, 0);
+            }
+            // Each young bit reclaim clears comes back through an Access-flag fault.
+            HardwareAccessFlags::None => {
+                check!(report.faults.access_flag > 1000, "{} Access-flag faults", report.faults.access_flag);
+            }
+        }
+        Ok(())
+    }
+}
