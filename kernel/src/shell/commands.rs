@@ -18,6 +18,7 @@ static COMMANDS: &[Command] = &[
     Command { name: "kill", usage: "ID", help: "end a user task", run: kill },
     Command { name: "uptime", usage: "", help: "time since boot and timer statistics", run: uptime },
     Command { name: "blk", usage: super::blk::USAGE, help: super::blk::HELP, run: super::blk::run },
+    Command { name: "trace", usage: super::trace::USAGE, help: super::trace::HELP, run: super::trace::run },
     Command { name: "bench", usage: "mm|tasks [N]", help: "micro-benchmarks (guest instructions per operation with QEMU_ICOUNT=1)", run: bench },
     Command { name: "poweroff", usage: "", help: "power the machine off (Ctrl-D too); exit status 1 if a command failed", run: poweroff },
 ];

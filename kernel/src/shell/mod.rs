@@ -9,6 +9,7 @@
 mod blk;
 mod commands;
 mod line;
+mod trace;
 
 use crate::{print, println};
 use alloc::string::String;
