@@ -18,7 +18,8 @@ pub fn measure(iterations: u64, mut op: impl FnMut()) -> u64 {
     (elapsed_ns / u128::from(iterations.max(1))) as u64
 }
 
-/// One result line: `bench=NAME ops=N insns_per_op=N [vs_BASELINE=R]`.
+/// One result line: `bench=NAME ops=N ns_per_op=N [vs_BASELINE=R]`: guest nanoseconds per
+/// operation (instructions with `QEMU_ICOUNT=1`) and the ratio to the baseline's, a factor.
 pub fn report(
     out: &mut dyn Write,
     name: &str,
@@ -26,10 +27,7 @@ pub fn report(
     ns_per_op: u64,
     baseline: Option<(&str, u64)>,
 ) -> fmt::Result {
-    write!(
-        out,
-        "bench={name} ops={iterations} insns_per_op={ns_per_op}"
-    )?;
+    write!(out, "bench={name} ops={iterations} ns_per_op={ns_per_op}")?;
     if let Some((base_name, base_ns)) = baseline {
         let ratio_x100 = u128::from(ns_per_op) * 100 / u128::from(base_ns.max(1));
         write!(

@@ -225,7 +225,7 @@ static LOGGER: Logger = Logger;
 
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        crate::trace::enabled(metadata.target(), metadata.level())
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -252,23 +252,10 @@ impl log::Log for Logger {
     }
 }
 
-/// Installs the logger with the given maximum level.
-pub fn init_logger(level: log::LevelFilter) {
+/// Installs the logger; [`crate::trace`] decides which records print.
+pub fn init_logger() {
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(level);
-}
-
-/// Parses a `loglevel=` value.
-pub fn parse_level(name: &str) -> Option<log::LevelFilter> {
-    Some(match name {
-        "off" => log::LevelFilter::Off,
-        "error" => log::LevelFilter::Error,
-        "warn" => log::LevelFilter::Warn,
-        "info" => log::LevelFilter::Info,
-        "debug" => log::LevelFilter::Debug,
-        "trace" => log::LevelFilter::Trace,
-        _ => return None,
-    })
+    crate::trace::update_max_level();
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
     time::init_clock();
     // SAFETY: the boot page tables map GiB 0, where the early UART lives, as device memory.
     unsafe { console::init_early() };
-    console::init_logger(log::LevelFilter::Info);
+    console::init_logger();
     crate::println!(
         "\n{} {} booting",
         env!("CARGO_PKG_NAME"),
@@ -77,12 +77,7 @@ extern "C" fn kernel_entry(dtb_pa: u64, entry_el: u64) -> ! {
         Err(err) => boot_failure(format_args!("devicetree at {dtb_pa:#x}: {err}")),
     };
     crate::cmdline::init(machine.bootargs.unwrap_or(""));
-    if let Some(level) = crate::cmdline::param("loglevel") {
-        match console::parse_level(level) {
-            Some(filter) => log::set_max_level(filter),
-            None => log::warn!("loglevel={level} is not one of off|error|warn|info|debug|trace"),
-        }
-    }
+    crate::trace::configure_from_cmdline();
     log::info!(
         target: "dtb",
         "{dtb_pa:#x} ({} bytes), {} CPUs, {} virtio-mmio slots, bootargs {:?}",

@@ -69,6 +69,7 @@ pub fn register(
         .compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
         .map_err(|_| IrqError::AlreadyRegistered(irq))?;
     NAMES.lock()[irq.0 as usize] = Some(name);
+    log::debug!(target: "irq", "INTID {} ({name}, {trigger:?}) registered", irq.0);
     gic.enable(irq, trigger, DEFAULT_PRIORITY);
     Ok(())
 }
@@ -91,7 +92,10 @@ pub fn register_banked(
         Ordering::AcqRel,
         Ordering::Acquire,
     ) {
-        Ok(_) => NAMES.lock()[irq.0 as usize] = Some(name),
+        Ok(_) => {
+            NAMES.lock()[irq.0 as usize] = Some(name);
+            log::debug!(target: "irq", "INTID {} ({name}, {trigger:?}, per CPU) registered", irq.0);
+        }
         Err(existing) if existing == handler as usize => {}
         Err(_) => return Err(IrqError::AlreadyRegistered(irq)),
     }
@@ -115,6 +119,7 @@ pub fn unregister(irq: IrqId) {
     if let Some(slot) = HANDLERS.get(irq.0 as usize) {
         slot.store(0, Ordering::Release);
         NAMES.lock()[irq.0 as usize] = None;
+        log::debug!(target: "irq", "INTID {} unregistered", irq.0);
     }
 }
 
@@ -134,6 +139,7 @@ pub fn handle_irq() {
         let id = ack.irq.0 as usize;
         COUNTS[id].fetch_add(1, Ordering::Relaxed);
         let handler = HANDLERS[id].load(Ordering::Acquire);
+        log::trace!(target: "irq", "INTID {id} on cpu{}{}", crate::arch::cpu::cpu_index(), if handler == 0 { " (no handler: disabled)" } else { "" });
         if handler == 0 {
             UNHANDLED.fetch_add(1, Ordering::Relaxed);
             gic.disable(ack.irq);

@@ -2,7 +2,8 @@
 //!
 //! Layout: `arch` (AArch64: exceptions, CPU, firmware calls), `board` (QEMU virt facts),
 //! `drivers` (PL011, GIC), `mm` (frames, heap, page tables, faults), `irq` and `time`
-//! (interrupt dispatch, timer), `console`, `shell`, `ktest` (the in-QEMU test runner).
+//! (interrupt dispatch, timer), `console`, `trace` (which log records print, per subsystem),
+//! `shell`, `ktest` (the in-QEMU test runner).
 #![no_std]
 #![cfg_attr(test, no_main)]
 
@@ -27,6 +28,7 @@ pub mod sync;
 pub mod syscall;
 pub mod task;
 pub mod time;
+pub mod trace;
 
 #[cfg(test)]
 entry_point!(ktest::main);

@@ -93,6 +93,7 @@ pub fn dispatch(thread: &Arc<Thread>, task: &UserTask, context: &mut UserContext
         call::GRANT_CALL => grant_call(thread, task, context, args),
         _ => Err(Error::NoSuchCall),
     };
+    log::trace!(target: "syscall", "{} `{}`: call {number} args {args:x?} = {result:?}", thread.id(), thread.name());
     context.frame.x[0] = match result {
         Ok(value) => value,
         Err(error) => error.code() as u64,

@@ -712,6 +712,7 @@ pub fn handle_fault(va: u64, esr: Esr) -> FaultResolution {
         return FaultResolution::NoSpace;
     };
     let resolution = space.lock().resolve_fault(va, esr);
+    log::trace!(target: "mm", "fault at {va:#x} ({esr}): {resolution:?}");
     if resolution != FaultResolution::Resolved {
         FAULTS.unresolved.fetch_add(1, Ordering::Relaxed);
     }

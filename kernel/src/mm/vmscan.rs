@@ -591,6 +591,7 @@ pub fn shrink() -> Result<usize, ReclaimFailure> {
             Prepared::Kept => {}
         }
     }
+    let written = writes.len();
     if !writes.is_empty() {
         let pages: ArrayVec<(u32, PhysFrame), RECLAIM_BATCH> =
             writes.iter().map(|w| (w.slot, w.frame)).collect();
@@ -607,6 +608,7 @@ pub fn shrink() -> Result<usize, ReclaimFailure> {
         }
     }
     let count = freed.len();
+    log::debug!(target: "reclaim", "round: {isolated} isolated, {written} written, {count} freed");
     for frame in freed {
         // SAFETY: the frame's page is unmapped (its PTE holds the swap entry, TLB invalidated)
         // and the policy no longer tracks it: nothing refers to it.

@@ -18,10 +18,11 @@ static COMMANDS: &[Command] = &[
     Command { name: "kill", usage: "ID", help: "end a user task", run: kill },
     Command { name: "uptime", usage: "", help: "time since boot and timer statistics", run: uptime },
     Command { name: "blk", usage: super::blk::USAGE, help: super::blk::HELP, run: super::blk::run },
-    Command { name: "lru", usage: "", help: "reclaim policy state (MGLRU: generations and tiers)", run: super::vm::lru },
+    Command { name: "lru", usage: super::vm::LRU_USAGE, help: "reclaim policy state (MGLRU: generations and tiers), or switch policy while no task runs", run: super::vm::lru },
     Command { name: "swap", usage: "", help: "swap area: slots and page counts", run: super::vm::swap },
     Command { name: "vmstat", usage: "", help: "fault and reclaim counters, watermarks", run: super::vm::vmstat },
     Command { name: "stress", usage: super::vm::STRESS_USAGE, help: super::vm::STRESS_HELP, run: super::vm::stress },
+    Command { name: "trace", usage: super::trace::USAGE, help: super::trace::HELP, run: super::trace::run },
     Command { name: "bench", usage: "mm|tasks [N]", help: "micro-benchmarks (guest instructions per operation with QEMU_ICOUNT=1)", run: bench },
     Command { name: "poweroff", usage: "", help: "power the machine off (Ctrl-D too); exit status 1 if a command failed", run: poweroff },
 ];

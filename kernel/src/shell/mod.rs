@@ -9,6 +9,7 @@
 mod blk;
 mod commands;
 mod line;
+mod trace;
 mod vm;
 
 use crate::{print, println};

@@ -265,6 +265,7 @@ impl Builder {
             user: self.user,
         });
         THREADS.lock().insert(thread.id, thread.clone());
+        log::debug!(target: "sched", "thread {} `{}` created on cpu{cpu}", thread.id, thread.name);
         sched::wake(&thread);
         Ok(thread)
     }
@@ -346,6 +347,7 @@ extern "C" fn thread_start(entry: usize, arg: usize) -> ! {
 /// Ends the calling thread with `code`.
 pub fn exit(code: i64) -> ! {
     let me = current();
+    log::debug!(target: "sched", "thread {} `{}` exits with {code}", me.id, me.name);
     me.exit_code.store(code, Ordering::Release);
     me.sched.lock().run = RunState::Dead;
     me.exited.wake_all();

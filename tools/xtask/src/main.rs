@@ -10,7 +10,9 @@
 //! - `boot-matrix [FILTER]`: boots the kernel in every supported configuration (entry at EL1/EL2/EL3,
 //!   GICv2/v3, 64 MiB to 4 GiB, four CPU models, 1 to 8 CPUs) and checks what it reports.
 //! - `lint`: rustfmt check and clippy (kernel target, user programs, host, Linux-baseline
-//!   guest) with warnings as errors.
+//!   guest) with warnings as errors, and the docs check.
+//! - `docs`: README.md and docs/ name only files, tests, subcommands and shell commands that
+//!   exist (see docs.rs).
 //! - `bench`: the virtio-blk benchmark on both transports, with and without icount, next to
 //!   Linux 6.1's figures measured in the same run (see bench.rs).
 //! - `linux-bench [--modern] [--refresh]`: the Linux 6.1 baseline for the kernel's `blk bench`
@@ -18,11 +20,24 @@
 
 mod bench;
 mod bootmatrix;
+mod docs;
 mod linuxbench;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
+
+/// Every subcommand, as `cargo xtask SUB` takes it.
+const SUBCOMMANDS: &[&str] = &[
+    "test",
+    "host",
+    "qemu",
+    "boot-matrix",
+    "lint",
+    "docs",
+    "bench",
+    "linux-bench",
+];
 
 /// Crates tested on the host.
 const HOST_PACKAGES: &[&str] = &[
@@ -142,7 +157,20 @@ fn lint() -> Vec<Step> {
         run_counting("clippy (user programs)", user),
         run_counting("clippy (host)", host),
         run_counting("clippy (linux-bench guest)", guest),
+        docs_check(),
     ]
+}
+
+fn docs_check() -> Step {
+    eprintln!("\n==> docs");
+    let start = Instant::now();
+    let ok = docs::run(std::path::Path::new("."), SUBCOMMANDS);
+    Step {
+        name: "docs".to_string(),
+        ok,
+        counts: Counts::default(),
+        seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 fn summarize(steps: &[Step]) -> ExitCode {
@@ -207,12 +235,13 @@ fn main() -> ExitCode {
             .collect(),
         Some("boot-matrix") => vec![bootmatrix::run(args.get(1).map_or("", String::as_str))],
         Some("lint") => lint(),
+        Some("docs") => vec![docs_check()],
         Some("bench") => return bench::run(),
         Some("linux-bench") => return linuxbench::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask test|host|qemu|boot-matrix [FILTER]|lint|bench|\
-                 linux-bench [--modern] [--refresh]"
+                "usage: cargo xtask {} (boot-matrix [FILTER], linux-bench [--modern] [--refresh])",
+                SUBCOMMANDS.join("|")
             );
             return ExitCode::from(2);
         }

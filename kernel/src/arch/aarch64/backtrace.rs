@@ -47,20 +47,19 @@ pub fn walk(mut fp: u64, mut visit: impl FnMut(usize, u64)) {
 }
 
 /// Writes `backtrace:` and one `  #N 0x...` line per frame: `pc` (if given) as frame 0, then
-/// the return addresses found from the frame record at `fp`.
+/// the return addresses found from the frame record at `fp` as frames 1, 2, ... The numbering
+/// tells the host-side symbolizer which addresses are return addresses (frames >= 1, looked up
+/// at the call before them): a call that never returns (to the panic handler) is often its
+/// function's last instruction, so the return address already belongs to the next function.
 pub fn write(out: &mut dyn Write, pc: Option<u64>, fp: u64) -> fmt::Result {
     writeln!(out, "backtrace:")?;
-    let first = match pc {
-        Some(pc) => {
-            writeln!(out, "  #0 {pc:#018x}")?;
-            1
-        }
-        None => 0,
-    };
+    if let Some(pc) = pc {
+        writeln!(out, "  #0 {pc:#018x}")?;
+    }
     let mut result = Ok(());
     walk(fp, |depth, ret| {
         if result.is_ok() {
-            result = writeln!(out, "  #{} {ret:#018x}", depth + first);
+            result = writeln!(out, "  #{} {ret:#018x}", depth + 1);
         }
     });
     result

@@ -133,6 +133,33 @@ pub enum Request {
     },
 }
 
+/// For trace records: `Read of 4096 bytes at sector 8`.
+impl core::fmt::Display for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Read { sector, buffer } => {
+                write!(f, "Read of {} bytes at sector {sector}", buffer.len())
+            }
+            Self::Write { sector, buffer } => {
+                write!(f, "Write of {} bytes at sector {sector}", buffer.len())
+            }
+            Self::Flush => f.write_str("Flush"),
+            Self::GetId => f.write_str("GetId"),
+            Self::Discard { sector, sectors } => {
+                write!(f, "Discard of {sectors} sectors at sector {sector}")
+            }
+            Self::WriteZeroes {
+                sector,
+                sectors,
+                unmap,
+            } => write!(
+                f,
+                "WriteZeroes of {sectors} sectors at sector {sector} (unmap: {unmap})"
+            ),
+        }
+    }
+}
+
 impl Request {
     fn into_buffer(self) -> Option<DmaBuffer> {
         match self {
@@ -214,6 +241,7 @@ impl Slots {
     /// The core reports a completion: record it for its waiter (or free an abandoned slot).
     fn settle(&mut self, completion: Completion) {
         let token = completion.token as u32;
+        log::trace!(target: "virtio", "request {token}: {:?} completed: {:?}", completion.operation, completion.result);
         let Some(slot) = self.slots.get_mut(token as usize) else {
             return;
         };
@@ -494,7 +522,10 @@ impl Disk {
                                     .submit_segments(op, at, &segments, u64::from(token))
                             };
                             match result {
-                                Ok(_) => Ok((token, bytes)),
+                                Ok(_) => {
+                                    log::trace!(target: "virtio", "{}: request {token}: {op:?} of {bytes} bytes at sector {at}", self.name);
+                                    Ok((token, bytes))
+                                }
                                 Err(error) => {
                                     state.slots.release(token);
                                     Err(error)
@@ -615,7 +646,9 @@ impl Disk {
     pub fn start_resize(&self, size: u16) -> Result<ResizeStatus, Error> {
         let mut state = self.state.lock();
         state.policy = None;
-        state.device.resize(0, size)
+        let status = state.device.resize(0, size);
+        log::debug!(target: "virtio", "{}: resize to {size}: {status:?}", self.name);
+        status
     }
 
     /// Auto mode: the resize policy grows the queue when submissions find it full and shrinks
@@ -649,9 +682,8 @@ impl Disk {
             let sample = device.sample_occupancy();
             if let Some(size) = policy.observe(sample) {
                 // A failed resize (out of memory) leaves the size; the next window retries.
-                if let Err(error) = device.resize(0, size) {
-                    log::debug!(target: "virtio", "{}: policy resize to {size}: {error}", self.name);
-                }
+                let status = device.resize(0, size);
+                log::debug!(target: "virtio", "{}: policy resize to {size}: {status:?}", self.name);
             }
         }
         true
@@ -702,6 +734,7 @@ impl Batch<'_> {
         };
         match submitted {
             Ok(_) => {
+                log::trace!(target: "virtio", "{}: request {token}: {}", self.disk.name, request);
                 self.state.slots.slots[token as usize].buffer = request.into_buffer();
                 Ok(Pending {
                     disk: self.disk,
