@@ -175,6 +175,15 @@ pub fn stats() -> SwapStats {
     }
 }
 
+/// Whether more than half of the swap slots are in use: resident pages then stop keeping
+/// their swap copies.
+pub fn mostly_full() -> bool {
+    area().is_some_and(|area| {
+        let slots = area.slots.lock();
+        slots.used > slots.total / 2
+    })
+}
+
 /// Frees `slot` of the swap area (no-op without swap; a slot freed twice is logged).
 pub fn free_slot(slot: u32) {
     if let Some(area) = area()

@@ -305,15 +305,25 @@ fn lookup(asid: u16) -> Option<SharedSpace> {
 const USER_PAGE: FrameFlags = FrameFlags::ANON;
 
 /// Starts tracking the user page `key`, just mapped into `frame` (a first touch when `from_swap`
-/// is `None`, else a swap-in of `(slot, shadow token)`: the slot keeps a valid copy until the
-/// page is written). Called with the owning space locked.
+/// is `None`, else a swap-in of `(slot, shadow token)`). A swapped-in page keeps its slot as a
+/// valid copy, so that evicting it again unwritten costs no I/O, unless swap is more than half
+/// full (Linux's `vm_swap_full`): then the slot is freed for pages that have no copy yet.
+/// Called with the owning space locked.
 pub fn track(frame: PhysFrame, key: PageKey, from_swap: Option<SwapEntry>) {
     let mut state = state().lock();
     let Some(id) = state.frame_id(frame.start()) else {
         return;
     };
     state.table.set_flags(id, USER_PAGE);
-    state.set_slot(id, from_swap.map_or(NO_SLOT, |entry| entry.slot()));
+    let slot = match from_swap {
+        Some(entry) if !swap::mostly_full() => entry.slot(),
+        Some(entry) => {
+            swap::free_slot(entry.slot());
+            NO_SLOT
+        }
+        None => NO_SLOT,
+    };
+    state.set_slot(id, slot);
     let shadow = from_swap.map(|entry| ShadowToken::from_raw(entry.token()));
     let mut env = KernelEnv::new(&state);
     let State { table, policy, .. } = &mut *state;
