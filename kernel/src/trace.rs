@@ -198,7 +198,7 @@ mod tests {
             check_eq!(set_traced("vfs", true), Err(UnknownSubsystem("vfs")));
             check_eq!(
                 alloc::format!("{}", UnknownSubsystem("vfs")),
-                "unknown subsystem `vfs` (one of: virtio mm sched syscall irq)"
+                "unknown subsystem `vfs` (one of: virtio mm reclaim swap sched syscall irq)"
             );
             check_eq!(parse_level("debug"), Some(LevelFilter::Debug));
             check_eq!(parse_level("off"), Some(LevelFilter::Off));

@@ -95,7 +95,7 @@ fn bad_trace_settings_are_reported() {
     assert_contains(
         &text,
         &[
-            "WARN  trace: trace=mm,vfs: unknown subsystem `vfs` (one of: virtio mm sched syscall irq)",
+            "WARN  trace: trace=mm,vfs: unknown subsystem `vfs` (one of: virtio mm reclaim swap sched syscall irq)",
             "WARN  trace: loglevel=loud is not one of off|error|warn|info|debug|trace",
             "mm=on ",
             "error: trace: unknown subsystem `vfs`",
