@@ -20,6 +20,10 @@
 //! The cold target adapts: +1 when a page is re-accessed during its test period (a ghost hit on
 //! refault, or a referenced resident test page), -1 when a test period ends unused.
 //!
+//! Until memory is first full (the first `isolate`), pages are made hot up to the hot target,
+//! as LIRS fills its LIR set first: without resident hot pages no test period would be bounded
+//! by one, and a loop larger than memory plus its ghosts would never produce a hot page.
+//!
 //! Adaptation to access bits: a page is young right after its instantiating fault, so its first
 //! young observation is only a second chance (no promotion), as CLOCK would give.
 
@@ -197,6 +201,8 @@ pub struct ClockPro {
     tracked: u32,
     /// Target number of resident cold pages.
     cold_target: u32,
+    /// Memory has been full: `isolate` was called at least once.
+    filled: bool,
     stats: PolicyStats,
 }
 
@@ -232,6 +238,7 @@ impl ClockPro {
             hot: 0,
             tracked: 0,
             cold_target: 1,
+            filled: false,
             stats: PolicyStats::default(),
         }
     }
@@ -457,6 +464,11 @@ impl ReclaimPolicy for ClockPro {
             self.hot += 1;
             self.grow_cold_target();
             self.stats.shadow_hits += 1;
+        } else if !self.filled && self.hot < self.hot_target() {
+            // Memory is filling for the first time: no page has a reuse distance larger than
+            // memory yet, so pages are hot up to the hot target (as LIRS fills its LIR set).
+            frames.meta_mut(frame.0).set(pflags::HOT);
+            self.hot += 1;
         } else {
             frames.meta_mut(frame.0).set(pflags::TEST);
         }
@@ -477,6 +489,7 @@ impl ReclaimPolicy for ClockPro {
         env: &mut dyn AccessEnv,
         victims: &mut [FrameId],
     ) -> Result<usize, ReclaimError> {
+        self.filled = true;
         let mut isolated = 0;
         while isolated < victims.len() {
             let victim = match self.run_cold_hand(frames, env) {

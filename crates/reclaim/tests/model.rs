@@ -120,6 +120,45 @@ fn batched(kind: PolicyKind, layout: &PageLayout, frames: u32) -> Machine<'_> {
 }
 
 #[test]
+fn clockpro_keeps_a_stable_part_of_a_loop_larger_than_memory_resident() {
+    // 256 frames; after each reclaim round at least 256 - 48 = 208 pages are resident. While
+    // memory first fills, CLOCK-Pro makes pages hot up to its hot target (all but the cold
+    // share, max(cold target, resident / 32) = 6 pages). In a loop every hot page is referenced
+    // once per pass, so the hot hand never finds one to demote; and a loop page comes back only
+    // after the other P - 1 pages, too late for its test period when P >= 2M (the ghosts of the
+    // pages evicted since, at most M of them, have pushed it out). So about 208 - 6 = 202 pages
+    // hit on every pass: faults per pass <= P - 176 leaves room for the rounds' slack. At 1.5M
+    // refaults come back within their test period and may promote a page, but the hot hand
+    // spares every hot page referenced since it last passed, so the resident part stays.
+    // CLOCK evicts each page just before its next use: every access faults.
+    let frames = 256;
+    for pages in [384u32, 512, 768] {
+        let layout = PageLayout::contiguous(pages);
+        let steady_faults = |kind: PolicyKind| {
+            let mut machine = batched(kind, &layout, frames);
+            let mut faults_at_pass_20 = 0;
+            for pass in 0..40 {
+                if pass == 20 {
+                    faults_at_pass_20 = machine.stats().faults;
+                }
+                for p in 0..pages {
+                    machine.access(p, false).unwrap();
+                }
+            }
+            machine.check().unwrap();
+            (machine.stats().faults - faults_at_pass_20) / 20
+        };
+        let clock = steady_faults(PolicyKind::Clock);
+        let clockpro = steady_faults(PolicyKind::ClockPro);
+        assert_eq!(clock, u64::from(pages), "CLOCK on a loop of {pages}");
+        assert!(
+            clockpro <= u64::from(pages - 176),
+            "CLOCK-Pro faults {clockpro} times per pass of a {pages}-page loop in {frames} frames"
+        );
+    }
+}
+
+#[test]
 fn clockpro_moves_its_hot_set_to_each_new_phase() {
     // The `phase` workload over 2048 pages in 1024 frames: the working set (a quarter, 512
     // pages) moves every 4096 accesses; one access in ten goes anywhere in the footprint. New
