@@ -2,17 +2,27 @@
 //! by reference bits, which is exactly what test-and-clear-young gives.
 //!
 //! One clock holds resident hot pages, resident cold pages and non-resident cold pages (ghosts,
-//! metadata only) that are still in their test period. Three hands move from the oldest entry to
-//! the newest and wrap around:
-//! * the cold hand finds victims: an old cold page is evicted (kept as a ghost while in its test
-//!   period); a referenced cold page in its test period becomes hot, one outside it starts a
-//!   test period; both move to the head;
-//! * the hot hand demotes unreferenced hot pages to cold while hot pages exceed
-//!   `resident - cold_target`, ending the test periods it passes (ghosts are dropped);
-//! * the test hand drops ghosts when they outnumber resident pages.
+//! metadata only) that are still in their test period. As in the paper, the hot hand marks the
+//! tail of the clock and its head is right behind it: pages are inserted there, so the hot hand
+//! reaches a page last after inserting it, and every page the hot hand passes is at the head
+//! again. Here the clock is a list cut at the hot hand (the hot hand is the list's tail); the
+//! cold and test hands move from the tail toward the head and wrap around.
+//! * The cold hand finds victims: an unreferenced cold page is evicted (kept as a ghost while in
+//!   its test period); a referenced cold page in its test period becomes hot, one outside it
+//!   starts a test period; both go to the head.
+//! * The hot hand runs while hot pages exceed `resident - cold_target`: it spares referenced hot
+//!   pages, demotes the first unreferenced one to cold (outside a test period) and stops at the
+//!   next hot page; it ends the test period of every cold page it passes (ghosts are dropped).
+//!   A test period thus lasts until the page is older than the oldest hot page.
+//! * The test hand drops ghosts when they outnumber resident pages, ending the test periods it
+//!   passes.
 //!
 //! The cold target adapts: +1 when a page is re-accessed during its test period (a ghost hit on
 //! refault, or a referenced resident test page), -1 when a test period ends unused.
+//!
+//! Until memory is first full (the first `isolate`), pages are made hot up to the hot target,
+//! as LIRS fills its LIR set first: without resident hot pages no test period would be bounded
+//! by one, and a loop larger than memory plus its ghosts would never produce a hot page.
 //!
 //! Adaptation to access bits: a page is young right after its instantiating fault, so its first
 //! young observation is only a second chance (no promotion), as CLOCK would give.
@@ -111,11 +121,13 @@ impl Links for ClockLinks<'_> {
     }
 }
 
-/// The clock list and its three hands.
+/// The clock: a circular list cut right behind the hot hand. The hot hand is the tail (the
+/// entry it examines next) and the clock's head, where entries are inserted, is right behind
+/// it, as in the paper; the cold and test hands are entries that move from the tail toward the
+/// head and wrap around.
 #[derive(Debug)]
 struct Ring {
     list: List,
-    hot: u32,
     cold: u32,
     test: u32,
 }
@@ -142,7 +154,7 @@ impl Ring {
         } else {
             self.step(links, node)
         };
-        for hand in [&mut self.hot, &mut self.cold, &mut self.test] {
+        for hand in [&mut self.cold, &mut self.test] {
             if *hand == node {
                 *hand = next;
             }
@@ -150,14 +162,25 @@ impl Ring {
         self.list.remove(links, node);
     }
 
+    /// Take `node` out of its place and insert it at the head, right behind the hot hand.
     fn move_to_head(&mut self, links: &mut ClockLinks<'_>, node: u32) {
         self.remove(links, node);
         self.list.push_head(links, node);
     }
 
+    /// The hot hand moves past the tail entry: the cut moves, the circle stays as it is (the
+    /// entry is now right behind the hot hand, at the head) and the other hands keep their
+    /// entries.
+    fn advance_hot_hand(&mut self, links: &mut ClockLinks<'_>) {
+        if let Some(tail) = self.list.tail() {
+            self.list.remove(links, tail);
+            self.list.push_head(links, tail);
+        }
+    }
+
     /// Put `new` where `old` is; hands on `old` now point at `new`.
     fn replace(&mut self, links: &mut ClockLinks<'_>, old: u32, new: u32) {
-        for hand in [&mut self.hot, &mut self.cold, &mut self.test] {
+        for hand in [&mut self.cold, &mut self.test] {
             if *hand == old {
                 *hand = new;
             }
@@ -178,6 +201,8 @@ pub struct ClockPro {
     tracked: u32,
     /// Target number of resident cold pages.
     cold_target: u32,
+    /// Memory has been full: `isolate` was called at least once.
+    filled: bool,
     stats: PolicyStats,
 }
 
@@ -204,7 +229,6 @@ impl ClockPro {
         Self {
             ring: Ring {
                 list: List::new(),
-                hot: NIL,
                 cold: NIL,
                 test: NIL,
             },
@@ -214,6 +238,7 @@ impl ClockPro {
             hot: 0,
             tracked: 0,
             cold_target: 1,
+            filled: false,
             stats: PolicyStats::default(),
         }
     }
@@ -314,7 +339,7 @@ impl ClockPro {
         None
     }
 
-    /// Run the hot hand until hot pages fit their target (or, with `force`, demote one).
+    /// Run the hot hand until hot pages fit their target.
     fn balance_hot(&mut self, frames: &mut FrameTable, env: &mut dyn AccessEnv) {
         while self.hot > self.hot_target() {
             if !self.run_hot_hand(frames, env) {
@@ -323,48 +348,47 @@ impl ClockPro {
         }
     }
 
-    /// Hot hand: demote one unreferenced hot page; ends the test periods it passes. Returns
-    /// false if a bounded sweep demoted nothing.
+    /// Hot hand, at the tail: demote the first unreferenced hot page (sparing referenced ones),
+    /// ending the test period of every cold page it passes (ghosts leave the clock), then stop
+    /// at the next hot page. Every entry it passes ends up at the head, right behind it.
+    /// Returns false if a bounded sweep demoted nothing.
     fn run_hot_hand(&mut self, frames: &mut FrameTable, env: &mut dyn AccessEnv) -> bool {
+        let mut demoted = false;
         let mut budget = 2 * self.ring.list.len() + 2;
-        while budget > 0 {
+        while self.hot > 0 && budget > 0 {
             budget -= 1;
-            let Some(node) = self.ring.at(self.ring.hot) else {
-                return false;
+            let Some(node) = self.ring.list.tail() else {
+                break;
             };
             if node >= frames.len() {
                 self.drop_ghost(frames, node);
                 self.shrink_cold_target();
                 continue;
             }
-            let step = self.ring.step(
-                &ClockChain {
-                    frames,
-                    ghosts: &self.ghosts,
-                },
-                node,
-            );
-            self.ring.hot = step;
             let meta = *frames.meta(node);
-            if !meta.has(pflags::HOT) {
-                if meta.has(pflags::TEST) {
-                    frames.meta_mut(node).clear(pflags::TEST);
-                    self.shrink_cold_target();
+            if meta.has(pflags::HOT) {
+                if demoted {
+                    break;
                 }
-                continue;
-            }
-            self.stats.ptes_tested += 1;
-            let young = env.test_and_clear_young(FrameId(node), meta.owner());
-            let meta = frames.meta_mut(node);
-            if young || meta.is_busy() {
+                self.stats.ptes_tested += 1;
+                let young = env.test_and_clear_young(FrameId(node), meta.owner());
+                let meta = frames.meta_mut(node);
                 meta.clear(pflags::FRESH);
-                continue;
+                if !young && !meta.is_busy() {
+                    meta.clear(pflags::HOT);
+                    self.hot -= 1;
+                    demoted = true;
+                }
+            } else if meta.has(pflags::TEST) {
+                frames.meta_mut(node).clear(pflags::TEST);
+                self.shrink_cold_target();
             }
-            meta.clear(pflags::HOT);
-            self.hot -= 1;
-            return true;
+            self.ring.advance_hot_hand(&mut ClockLinks {
+                frames,
+                ghosts: &mut self.ghosts,
+            });
         }
-        false
+        demoted
     }
 
     /// Test hand: drop one ghost, ending the test periods it passes.
@@ -440,6 +464,11 @@ impl ReclaimPolicy for ClockPro {
             self.hot += 1;
             self.grow_cold_target();
             self.stats.shadow_hits += 1;
+        } else if !self.filled && self.hot < self.hot_target() {
+            // Memory is filling for the first time: no page has a reuse distance larger than
+            // memory yet, so pages are hot up to the hot target (as LIRS fills its LIR set).
+            frames.meta_mut(frame.0).set(pflags::HOT);
+            self.hot += 1;
         } else {
             frames.meta_mut(frame.0).set(pflags::TEST);
         }
@@ -460,6 +489,7 @@ impl ReclaimPolicy for ClockPro {
         env: &mut dyn AccessEnv,
         victims: &mut [FrameId],
     ) -> Result<usize, ReclaimError> {
+        self.filled = true;
         let mut isolated = 0;
         while isolated < victims.len() {
             let victim = match self.run_cold_hand(frames, env) {
@@ -631,7 +661,7 @@ impl ReclaimPolicy for ClockPro {
                 None,
             ));
         }
-        for hand in [self.ring.hot, self.ring.cold, self.ring.test] {
+        for hand in [self.ring.cold, self.ring.test] {
             let on_clock = match hand.checked_sub(n) {
                 _ if hand == NIL => true,
                 Some(g) => self
