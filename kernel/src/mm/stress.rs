@@ -174,7 +174,12 @@ pub fn predict(
         .saturating_sub(report.other_resident as u32);
     let pages = report.pages as u32;
     let layout = PageLayout::contiguous(pages);
-    let mut machine = Machine::new(report.policy, &layout, MachineConfig::new(frames))
+    // The kernel reclaims at the limit's watermarks.
+    let config = MachineConfig {
+        watermarks: reclaim::model::Watermarks::for_frames(limit),
+        ..MachineConfig::new(frames)
+    };
+    let mut machine = Machine::new(report.policy, &layout, config)
         .expect("the default policy configuration is valid");
     let mut workload =
         Workload::new(report.kind, SEED, pages).expect("the run already accepted the footprint");
