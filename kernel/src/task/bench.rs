@@ -1,7 +1,8 @@
 //! `bench tasks`: the cost of the microkernel's basic operations, measured by the `bench` user
 //! program (guest nanoseconds per operation; instructions with QEMU_ICOUNT=1): a null system
-//! call, a yield that switches between two tasks, a demand-zero page fault, and an IPC round trip
-//! to the echo server on the same CPU and, with two CPUs or more, across CPUs.
+//! call, a yield that switches between two tasks, a demand-zero page fault, a swap-in (major)
+//! fault with the eviction it causes, and an IPC round trip to the echo server on the same CPU
+//! and, with two CPUs or more, across CPUs.
 
 use super::{Priority, sched, user};
 use crate::ipc::{Capability, CapabilityTable, Endpoint};
@@ -78,6 +79,14 @@ pub fn run_all(ops: u64) -> bool {
         ok &= super::wait(partner.id()) == Some(0);
     }
     ok &= run(&alloc::format!("fault {ops}"), None, here);
+    if crate::mm::swap::area().is_some() && crate::mm::vmscan::tracked() == 0 {
+        // Twice as many pages as the limit lets stay: a pass reads each back from swap.
+        let previous = crate::mm::vmscan::limit();
+        let pages = ops.clamp(1024, 8192);
+        crate::mm::vmscan::set_limit(Some(pages as u32 / 2));
+        ok &= run(&alloc::format!("swapin {pages}"), None, here);
+        crate::mm::vmscan::set_limit(previous);
+    }
     ok &= ipc("same CPU", ops, here, here);
     if sched::online_cpus() > 1 {
         let other = (here + 1) % sched::online_cpus();

@@ -3,6 +3,9 @@
 //! - `syscall`: a null system call (task id);
 //! - `yield`: a yield (a context switch when another task is runnable on the CPU);
 //! - `fault`: a demand-zero page fault (first touch of a fresh page);
+//! - `swapin`: a major fault: N pages are written once, then read in the same order; when they
+//!   do not fit in memory (the kernel runs this under a user-memory limit smaller than N pages)
+//!   every read brings a page back from swap, and evicts another;
 //! - `ipc`: a call to the echo server in capability slot 0 and its reply.
 #![no_std]
 #![no_main]
@@ -48,6 +51,24 @@ fn main(args: &str) -> i32 {
                 };
             })
         }
+        "swapin" => {
+            let Ok(base) = usys::map(ops * 4096) else {
+                println!("bench: no memory for {ops} pages");
+                return 1;
+            };
+            for i in 0..ops as usize {
+                // SAFETY: inside the region `map` returned.
+                unsafe { base.wrapping_add(i * 4096).write_volatile(i as u8) };
+            }
+            // The warm-up call of `measure` reads page 0 and the loop reads it again: fine, it
+            // is a cost per page of a pass over more pages than memory holds.
+            measure("swap_in_fault", ops, |i| {
+                // SAFETY: as above.
+                core::hint::black_box(unsafe {
+                    base.wrapping_add(i as usize * 4096).read_volatile()
+                });
+            })
+        }
         "ipc" => measure("ipc_round_trip", ops, |i| {
             let _ = usys::call(
                 0,
@@ -58,7 +79,7 @@ fn main(args: &str) -> i32 {
             );
         }),
         _ => {
-            println!("usage: bench syscall|yield|fault|ipc N");
+            println!("usage: bench syscall|yield|fault|swapin|ipc N");
             2
         }
     }
