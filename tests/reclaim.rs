@@ -7,9 +7,10 @@
 
 extern crate alloc;
 
+use abi::Message;
 use core::sync::atomic::Ordering;
 use kernel::arch::cpu::{HardwareAccessFlags, hardware_access_flags};
-use kernel::ipc::CapabilityTable;
+use kernel::ipc::{Capability, CapabilityTable, Endpoint};
 use kernel::ktest::prelude::*;
 use kernel::mm::{aspace, frame, stress, swap, vmscan};
 use kernel::task::{self, user};
@@ -74,6 +75,28 @@ ktest! {
         }
         vmscan::set_limit(None);
         check_ok!(vmscan::set_policy(PolicyKind::Mglru));
+        Ok(())
+    }
+
+    fn aging_walks_skip_idle_spaces_and_cold_tables() -> TestResult {
+        check_ok!(vmscan::set_policy(PolicyKind::Mglru));
+        // An idle task: the echo server blocks in `receive` for the whole run.
+        let endpoint = Endpoint::new();
+        let mut capabilities = CapabilityTable::new();
+        check_ok!(capabilities.set(0, Capability::Endpoint(endpoint.clone())));
+        let server = check_ok!(user::spawn("echo-server", "", capabilities));
+        vmscan::set_limit(Some(LIMIT_FRAMES));
+        let before = check_ok!(vmscan::mglru_stats().ok_or("MGLRU is the policy"));
+        check_ok!(stress::run(WorkloadKind::Zipf, 16, 0));
+        vmscan::set_limit(None);
+        let after = check_ok!(vmscan::mglru_stats().ok_or("MGLRU is the policy"));
+        check!(after.agings > before.agings, "the generations aged");
+        check!(after.spaces_walked > before.spaces_walked, "walks ran");
+        check!(after.spaces_skipped > before.spaces_skipped, "the idle server's space was skipped ({} skips)", after.spaces_skipped - before.spaces_skipped);
+        check!(after.tables_skipped > before.tables_skipped, "the Bloom filter kept walks out of cold tables");
+        let me = task::current().id();
+        check_ok!(endpoint.call(me, Message { label: 0, words: [0; 4] }, None, &|| false));
+        check_eq!(task::wait(server.id()), Some(0));
         Ok(())
     }
 

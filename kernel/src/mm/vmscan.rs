@@ -247,6 +247,14 @@ pub fn policy_stats() -> (reclaim::PolicyStats, u32) {
     (state.policy.stats(), state.policy.tracked())
 }
 
+/// MGLRU's own counters (aging walks, skipped spaces and tables), when it is the policy.
+pub fn mglru_stats() -> Option<reclaim::MglruStats> {
+    match &state().lock().policy {
+        AnyPolicy::Mglru(mglru) => Some(mglru.mglru_stats()),
+        _ => None,
+    }
+}
+
 /// The policy's debug view (MGLRU: the generation table) at time `now_ms`.
 pub fn write_policy_debug(now_ms: u64, out: &mut dyn fmt::Write) -> fmt::Result {
     state().lock().policy.write_debug(now_ms, out)
