@@ -6,19 +6,17 @@
 
 extern crate alloc;
 
+mod reclaim_common;
+
+use reclaim_common::{all_released, run};
+
 use core::sync::atomic::Ordering;
-use kernel::ipc::CapabilityTable;
 use kernel::ktest::prelude::*;
 use kernel::mm::{frame, swap, vmscan};
-use kernel::task::{self, user};
+use kernel::task::user;
 
 kernel::entry_point!(kernel::ktest::main);
 qemu_config!("memory 64M\ndisk swap size=16M\n");
-
-fn run(program: &str, args: &str) -> Option<i64> {
-    let thread = user::spawn(program, args, CapabilityTable::new()).ok()?;
-    task::wait(thread.id())
-}
 
 ktest! {
     timeout_secs = 240;
@@ -26,15 +24,14 @@ ktest! {
     fn exhausting_memory_and_swap_kills_the_task_cleanly() -> TestResult {
         let free_before = frame::stats().free;
         let oom_before = vmscan::COUNTERS.oom.load(Ordering::Relaxed);
-        check_eq!(run("hog", "120"), Some(user::KILLED_BY_FAULT));
+        check_eq!(run("hog", "120")?, user::KILLED_BY_FAULT);
         check!(vmscan::COUNTERS.oom.load(Ordering::Relaxed) > oom_before, "counted as out of memory");
         let stats = swap::stats();
         check!(stats.pages_out >= 16 * 256 - 64, "swap filled up first ({} pages out)", stats.pages_out);
-        check_eq!(stats.slots_used, 0, "the dead task's swap is free again");
-        check_eq!(vmscan::tracked(), 0);
+        check!(all_released(), "the dead task's swap and memory are free again");
         check!(frame::stats().free + 64 >= free_before, "its frames too ({} of {free_before})", frame::stats().free);
         // Life goes on: a task that fits in memory plus swap runs and verifies.
-        check_eq!(run("hog", "60"), Some(0));
+        check_eq!(run("hog", "60")?, 0);
         check_ok!(vmscan::check_invariants());
         Ok(())
     }

@@ -476,23 +476,41 @@ impl fmt::Display for ReclaimFailure {
     }
 }
 
-/// Rounds in a row without progress before direct reclaim gives up.
+/// Rounds in a row without progress, with no swap write in flight anywhere, before direct
+/// reclaim gives up.
 const DIRECT_RECLAIM_PATIENCE: u32 = 8;
+/// Longest direct reclaim waits for other reclaimers' writes before giving up anyway (a device
+/// that stopped completing requests), in microseconds of guest time.
+const DIRECT_RECLAIM_MAX_WAIT_US: u64 = 10_000_000;
+/// How long one wait for others' writes lasts.
+const IN_FLIGHT_WAIT_US: u64 = 1_000;
+
+/// Victims being written to swap right now (by any reclaimer on any CPU): while there are,
+/// finding nothing to evict is no reason to give up, since they will free memory.
+static WRITES_IN_FLIGHT: AtomicU32 = AtomicU32::new(0);
 
 /// Reclaims from the calling thread until a user-page allocation can proceed (thread context
 /// only: it sleeps on swap I/O).
 pub fn direct_reclaim() -> Result<(), ReclaimFailure> {
     let mut idle_rounds = 0;
+    let mut waited_us = 0;
     while !reclaimed_enough() {
         COUNTERS.direct_rounds.fetch_add(1, Ordering::Relaxed);
         match shrink() {
+            Ok(0)
+                if WRITES_IN_FLIGHT.load(Ordering::Acquire) > 0
+                    && waited_us < DIRECT_RECLAIM_MAX_WAIT_US =>
+            {
+                // Other reclaimers hold the victims; their writes will free memory.
+                crate::task::sleep_us(IN_FLIGHT_WAIT_US);
+                waited_us += IN_FLIGHT_WAIT_US;
+            }
             Ok(0) => {
                 idle_rounds += 1;
                 if idle_rounds >= DIRECT_RECLAIM_PATIENCE {
                     COUNTERS.oom.fetch_add(1, Ordering::Relaxed);
                     return Err(ReclaimFailure::NothingToReclaim);
                 }
-                // Others may be finishing writes; let them run.
                 crate::task::yield_now();
             }
             Ok(freed) => {
@@ -619,6 +637,10 @@ pub fn shrink() -> Result<usize, ReclaimFailure> {
         // software dirty tracking), so a write to it is detected (dirty again) rather than
         // racing with the device: `finish` then keeps the page resident.
         unsafe { area.write_batch(&pages, &mut results[..pages.len()]) };
+        let failed = results[..pages.len()].iter().filter(|r| r.is_err()).count();
+        if let Some(Err(err)) = results[..pages.len()].iter().find(|r| r.is_err()) {
+            log::warn!(target: "swap", "{failed} of {written} swap writes failed ({err}); those pages stay in memory");
+        }
         for (writing, result) in writes.into_iter().zip(results) {
             if let Some(frame) = finish(writing, result) {
                 freed.push(frame);
@@ -708,6 +730,7 @@ fn prepare(id: FrameId, key: PageKey, area: &swap::SwapArea) -> Prepared {
         }
     };
     state.table.insert_flags(id, FrameFlags::UNDER_IO);
+    WRITES_IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
     drop(state);
     drop(user);
     Prepared::Write(Writing {
@@ -732,14 +755,14 @@ fn finish(writing: Writing, result: Result<(), ::virtio::Error>) -> Option<PhysF
     let mut user = space.lock();
     let mut state = state().lock();
     state.table.remove_flags(id, FrameFlags::UNDER_IO);
+    WRITES_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     if state.table.flags(id).contains(ORPHANED) {
         // Unmapped meanwhile (`release` already told the policy): ours to free.
         state.drop_slot(id);
         state.table.set_flags(id, FrameFlags::EMPTY);
         return Some(frame);
     }
-    if let Err(err) = result {
-        log::warn!(target: "swap", "writing slot {slot}: {err}; the page stays in memory");
+    if result.is_err() {
         state.drop_slot(id);
         state.putback(id);
         return None;

@@ -173,22 +173,35 @@ fn ps(args: &[&str]) -> CommandResult {
         crate::task::sched::online_cpus()
     );
     println!(
-        "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>9}",
-        "ID", "NAME", "STATE", "CPU", "NICE", "RUNTIME_US", "RSS_KIB", "SYSCALLS", "SWITCHES"
+        "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "ID",
+        "NAME",
+        "STATE",
+        "CPU",
+        "NICE",
+        "RUNTIME_US",
+        "RSS_KIB",
+        "MINFLT",
+        "MAJFLT",
+        "SYSCALLS",
+        "SWITCHES"
     );
     for thread in crate::task::all() {
-        let (rss, syscalls) = match thread.user() {
+        let [rss, minor, major, syscalls] = match thread.user() {
             Some(task) => {
-                let resident = task.space.lock().resident_pages();
-                (
-                    alloc::format!("{}", resident * 4),
-                    alloc::format!(
-                        "{}",
-                        task.syscalls.load(core::sync::atomic::Ordering::Relaxed)
-                    ),
-                )
+                let (resident, faults) = {
+                    let space = task.space.lock();
+                    (space.resident_pages(), space.faults())
+                };
+                [
+                    resident as u64 * 4,
+                    faults.demand_zero + faults.access_flag,
+                    faults.swap_in,
+                    task.syscalls.load(core::sync::atomic::Ordering::Relaxed),
+                ]
+                .map(|value| alloc::format!("{value}"))
             }
-            None => ("-".into(), "-".into()),
+            None => ["-"; 4].map(alloc::string::String::from),
         };
         let state = match thread.state() {
             crate::task::RunState::Runnable => "runnable",
@@ -196,7 +209,7 @@ fn ps(args: &[&str]) -> CommandResult {
             crate::task::RunState::Dead => "dead",
         };
         println!(
-            "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>9}",
+            "{:>5} {:<16} {:<8} {:>3} {:>4} {:>12} {:>8} {:>8} {:>8} {:>8} {:>9}",
             thread.id().0,
             thread.name(),
             state,
@@ -204,6 +217,8 @@ fn ps(args: &[&str]) -> CommandResult {
             thread.priority().nice(),
             thread.runtime_ns() / 1000,
             rss,
+            minor,
+            major,
             syscalls,
             thread.switches()
         );

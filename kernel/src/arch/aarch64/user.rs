@@ -65,8 +65,13 @@ core::arch::global_asm!(
 // void enter_user(UserContext *context): saves the kernel's callee-saved registers on the kernel
 // stack, loads the user state and erets to EL0. Returns (through `leave_user`) when an exception
 // from EL0 is to be handled by the caller.
+//
+// Interrupts are masked first: an interrupt taken once ELR_EL1/SPSR_EL1 hold the user's PC and
+// PSTATE would overwrite them, and the final eret would then "return" to EL1 with the user's
+// registers loaded. The eret unmasks them (SPSR_EL0T).
 .global enter_user
 enter_user:
+    msr     daifset, #0xf
     sub     sp, sp, #160
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]

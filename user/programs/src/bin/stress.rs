@@ -36,8 +36,19 @@ struct Memory {
 }
 
 impl Memory {
-    fn word(&self, page: usize, word: usize) -> *mut u64 {
-        self.base.wrapping_add(page * WORDS + word)
+    fn load(&self, page: usize, word: usize) -> u64 {
+        // SAFETY: `base` maps WORDS words per page of the footprint; every caller passes a page
+        // of the footprint (the workload draws from it) and a word below WORDS.
+        unsafe { self.base.wrapping_add(page * WORDS + word).read_volatile() }
+    }
+
+    fn store(&self, page: usize, word: usize, value: u64) {
+        // SAFETY: as in `load`.
+        unsafe {
+            self.base
+                .wrapping_add(page * WORDS + word)
+                .write_volatile(value)
+        }
     }
 
     fn version(&self, page: usize) -> u32 {
@@ -55,22 +66,18 @@ impl Memory {
         let version = self.version(page);
         if version == 0 {
             for word in 1..WORDS {
-                // SAFETY: inside the mapping of the footprint.
-                unsafe { self.word(page, word).write_volatile(pattern(page, word)) };
+                self.store(page, word, pattern(page, word));
             }
-            // SAFETY: as above.
-            unsafe { self.word(page, 0).write_volatile(stamp(page, 1)) };
+            self.store(page, 0, stamp(page, 1));
             self.set_version(page, 1);
             return true;
         }
         if write {
-            // SAFETY: as above.
-            unsafe { self.word(page, 0).write_volatile(stamp(page, version + 1)) };
+            self.store(page, 0, stamp(page, version + 1));
             self.set_version(page, version + 1);
             true
         } else {
-            // SAFETY: as above.
-            unsafe { self.word(page, 0).read_volatile() == stamp(page, version) }
+            self.load(page, 0) == stamp(page, version)
         }
     }
 
@@ -78,9 +85,8 @@ impl Memory {
     fn intact(&self, page: usize) -> bool {
         let version = self.version(page);
         version == 0
-            // SAFETY: as above.
-            || (unsafe { self.word(page, 0).read_volatile() } == stamp(page, version)
-                && (1..WORDS).all(|word| unsafe { self.word(page, word).read_volatile() } == pattern(page, word)))
+            || (self.load(page, 0) == stamp(page, version)
+                && (1..WORDS).all(|word| self.load(page, word) == pattern(page, word)))
     }
 }
 
@@ -123,7 +129,8 @@ fn main(args: &str) -> i32 {
     let mut bad_reads = 0u64;
     while accesses == 0 || done < accesses {
         // Check the clock every 1024 accesses.
-        if done % 1024 == 0 && deadline.is_some_and(|deadline| usys::time_ns() >= deadline) {
+        if done.is_multiple_of(1024) && deadline.is_some_and(|deadline| usys::time_ns() >= deadline)
+        {
             break;
         }
         let access = workload.next_access();
