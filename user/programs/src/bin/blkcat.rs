@@ -10,7 +10,9 @@
 //! * `bad`: sends malformed requests and checks each is refused with the right error and the
 //!   server still answers; prints `refused=ok`.
 //! * `loop SECTOR`: reads one page from SECTOR until a request fails.
-//! * `bench N`: N reads of 4 KiB; prints `bench=blkd_read4k ops=N ns_per_op=T`.
+//! * `bench N`: N plain calls (info), N grant calls the server refuses at once, N reads of
+//!   4 KiB; prints `bench=NAME ops=N ns_per_op=T` for each (`blkd_info_call`,
+//!   `blkd_refused_grant_call`, `blkd_read4k`).
 //!
 //! Exit status: 0, 1 for wrong data or a wrong answer, 2 for bad arguments, or the code of the
 //! error a request failed with (`NoCapability` without the endpoint, `PeerGone` when the server
@@ -317,19 +319,39 @@ fn read_forever(sector: u64) -> Result<(), Failure> {
     }
 }
 
-fn bench(reads: u64) -> Result<(), Failure> {
+/// Prints the cost of `ops` operations of `name`, each done by `op`.
+fn measure(
+    name: &str,
+    ops: u64,
+    mut op: impl FnMut(u64) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let start = usys::time_ns();
+    for i in 0..ops {
+        op(i)?;
+    }
+    let elapsed = usys::time_ns() - start;
+    println!("bench={name} ops={ops} ns_per_op={}", elapsed / ops);
+    Ok(())
+}
+
+/// The parts of a read: a plain call to the server, a grant call it refuses before touching
+/// the device, a whole 4 KiB read.
+fn bench(ops: u64) -> Result<(), Failure> {
     let [capacity, ..] = request(block::INFO, [0; 4])?;
     let pages = capacity / SECTORS_PER_PAGE;
     let buffer = Buffer::new()?;
     buffer.read(0, SECTORS_PER_PAGE)?;
-    let start = usys::time_ns();
-    for i in 0..reads {
-        buffer.read(i % pages * SECTORS_PER_PAGE, SECTORS_PER_PAGE)?;
-    }
-    let elapsed = usys::time_ns() - start;
-    println!(
-        "bench=blkd_read4k ops={reads} ns_per_op={}",
-        elapsed / reads
-    );
-    Ok(())
+    measure("blkd_info_call", ops, |_| {
+        Ok(request(block::INFO, [0; 4]).map(drop)?)
+    })?;
+    measure("blkd_refused_grant_call", ops, |_| {
+        refused(
+            "bench",
+            buffer.transfer(block::READ, 0, 0, 1),
+            Error::InvalidArgument,
+        )
+    })?;
+    measure("blkd_read4k", ops, |i| {
+        buffer.read(i % pages * SECTORS_PER_PAGE, SECTORS_PER_PAGE)
+    })
 }
