@@ -39,7 +39,7 @@ fn program_names(manifest: &Path) -> Vec<String> {
 }
 
 fn build_user_programs(workspace: &Path) {
-    for watched in ["user", "crates/abi", "crates/reclaim"] {
+    for watched in ["user", "crates/abi", "crates/reclaim", "crates/virtio"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

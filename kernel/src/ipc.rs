@@ -8,6 +8,7 @@
 //! - `call` sends and blocks until the receiver replies;
 //! - `reply` answers the call a task received last (its one-time reply right).
 
+use crate::drivers::virtio::UserDevice;
 use crate::mm::PhysFrame;
 use crate::mm::aspace::SharedSpace;
 use crate::sync::IrqSpinLock;
@@ -235,6 +236,8 @@ impl Endpoint {
 #[derive(Clone)]
 pub enum Capability {
     Endpoint(Arc<Endpoint>),
+    /// A device left to a user-mode driver: its registers, DMA memory and interrupt.
+    Device(&'static UserDevice),
 }
 
 /// Capability slots of one task.
@@ -269,6 +272,14 @@ impl CapabilityTable {
     pub fn endpoint(&self, slot: u64) -> Result<Arc<Endpoint>, Error> {
         match self.get(slot)? {
             Capability::Endpoint(endpoint) => Ok(endpoint.clone()),
+            Capability::Device(_) => Err(Error::NoCapability),
+        }
+    }
+
+    pub fn device(&self, slot: u64) -> Result<&'static UserDevice, Error> {
+        match self.get(slot)? {
+            Capability::Device(device) => Ok(device),
+            Capability::Endpoint(_) => Err(Error::NoCapability),
         }
     }
 

@@ -4,6 +4,7 @@
 //! message in x1..x5. A bad argument is an error code, never a crash.
 
 use crate::arch::user::UserContext;
+use crate::drivers::virtio::UserDevice;
 use crate::ipc::{Capability, CapabilityTable, Endpoint, Grant};
 use crate::mm::aspace::{FaultResolution, copy_from_user};
 use crate::mm::{PAGE_SIZE, PhysFrame, VirtAddr};
@@ -91,6 +92,15 @@ pub fn dispatch(thread: &Arc<Thread>, task: &UserTask, context: &mut UserContext
         call::REPLY => reply(task, message(&args[0..5])),
         call::CAPABILITY_DROP => task.capabilities.lock().remove(args[0]).map(|()| 0),
         call::GRANT_CALL => grant_call(thread, task, context, args),
+        call::DEVICE_READ => device(task, args[0])
+            .and_then(|device| device.read(thread.id(), &task.space, args[1], args[2])),
+        call::DEVICE_WRITE => device(task, args[0])
+            .and_then(|device| device.write(thread.id(), &task.space, args[1], args[2]))
+            .map(|()| 0),
+        call::DMA_ALLOC => dma_alloc(thread, task, context, args),
+        call::DEVICE_WAIT => device(task, args[0])
+            .and_then(|device| device.wait_interrupt(thread.id(), &task.space, &cancelled))
+            .map(|()| 0),
         _ => Err(Error::NoSuchCall),
     };
     log::trace!(target: "syscall", "{} `{}`: call {number} args {args:x?} = {result:?}", thread.id(), thread.name());
@@ -205,6 +215,8 @@ fn receive(task: &UserTask, context: &mut UserContext, slot: u64) -> CallResult 
     let (sender, mut message, right) = endpoint.receive(&|| task.killed())?;
     // A new call replaces the unanswered one (whose caller learns its peer went away).
     release_grant(task);
+    // Only the kernel says whether pages were lent.
+    message.label &= !Message::GRANTED;
     if let Some(right) = right.as_ref()
         && let Some(grant) = right.take_grant()
     {
@@ -218,6 +230,7 @@ fn receive(task: &UserTask, context: &mut UserContext, slot: u64) -> CallResult 
             )
             .map_err(|_| Error::NoMemory)?;
         *task.grant.lock() = Some(grant);
+        message.label |= Message::GRANTED;
         message.words[2] = pages;
         message.words[3] = layout::GRANT_WINDOW;
     }
@@ -233,13 +246,25 @@ fn reply(task: &UserTask, message: Message) -> CallResult {
     Ok(0)
 }
 
+/// Whether `[address, address + len)` lies in the task's own memory: regions it may write
+/// whose pages it owns. Borrowed pages (a grant it received, DMA memory) are not its to lend:
+/// their owner may take them back while the loan runs.
+fn owns_writable(task: &UserTask, address: u64, len: u64) -> bool {
+    let space = task.space.lock();
+    let borrowed = space
+        .regions()
+        .iter()
+        .any(|r| r.borrowed && r.start < address + len && address < r.end);
+    !borrowed && space.user_may_access(address, len, true)
+}
+
 /// The frames behind `pages` pages of the caller's memory at `address`, faulted in and pinned.
 fn lend(task: &UserTask, address: u64, pages: u64) -> Result<Grant, Error> {
     if pages == 0 || pages > layout::GRANT_MAX_PAGES || !address.is_multiple_of(PAGE_SIZE) {
         return Err(Error::InvalidArgument);
     }
     let len = pages * PAGE_SIZE;
-    if !task.space.lock().user_may_access(address, len, true) {
+    if address.checked_add(len).is_none() || !owns_writable(task, address, len) {
         return Err(Error::BadAddress);
     }
     // Each page is made present, then pinned while the space is locked, so reclaim cannot take
@@ -283,4 +308,22 @@ fn grant_call(
     let reply = endpoint.call(thread.id(), message, Some(grant), &|| task.killed())?;
     set_message(context, &reply);
     Ok(0)
+}
+
+/// The device in capability `slot`.
+fn device(task: &UserTask, slot: u64) -> Result<&'static UserDevice, Error> {
+    task.capabilities.lock().device(slot)
+}
+
+/// `dma_alloc`: the address in x0, the physical address in x1.
+fn dma_alloc(
+    thread: &Thread,
+    task: &UserTask,
+    context: &mut UserContext,
+    args: [u64; 6],
+) -> CallResult {
+    let (address, physical) =
+        device(task, args[0])?.alloc_dma(thread.id(), &task.space, args[1])?;
+    context.frame.x[1] = physical;
+    Ok(address)
 }

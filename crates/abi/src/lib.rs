@@ -46,23 +46,52 @@ pub mod call {
     pub const REPLY: u64 = 14;
     /// `capability_drop(slot)`: empties a capability slot.
     pub const CAPABILITY_DROP: u64 = 15;
-    /// `grant(slot, address, pages)`: like `call` with an empty message, but also maps the
-    /// caller's pages `[address, address + pages * 4096)` into the receiver for the duration of
-    /// the call; the receiver finds the mapping's address in its message (w3).
+    /// `grant_call(slot, label, w0, w1, address, pages)`: like `call` with words w0 and w1,
+    /// but also maps the caller's pages `[address, address + pages * 4096)` into the receiver
+    /// for the duration of the call; the receiver's label has [`Message::GRANTED`] set and its
+    /// words 2 and 3 hold the page count and the mapping's address. Only memory the caller
+    /// owns can be lent (not pages lent to it, not DMA memory).
+    ///
+    /// [`Message::GRANTED`]: crate::Message::GRANTED
     pub const GRANT_CALL: u64 = 16;
-    /// `block(operation, device, sector, buffer, length) -> 0`: a block-device request through the kernel's
-    /// driver.
-    pub const BLOCK: u64 = 17;
+    /// `device_read(slot, offset, width) -> value`: reads the register of `width` bytes (1, 2
+    /// or 4, aligned to it) at `offset` in the register window of the device in capability
+    /// `slot`. The first device call claims the device for the calling task until it ends.
+    pub const DEVICE_READ: u64 = 17;
+    /// `device_write(slot, offset, value)`: writes the 32-bit register at `offset` (a multiple
+    /// of 4) of the device in capability `slot`.
+    pub const DEVICE_WRITE: u64 = 18;
+    /// `dma_alloc(slot, length) -> address`, physical address in x1: zeroed, physically
+    /// contiguous memory the device in capability `slot` may access, mapped readable and
+    /// writable in the DMA area ([`layout::DMA_BASE`](crate::layout::DMA_BASE)). Freed by
+    /// `unmap(address)` or when the task ends.
+    pub const DMA_ALLOC: u64 = 19;
+    /// `device_wait(slot)`: unmasks the interrupt of the device in capability `slot` and waits
+    /// until it fires; the kernel masks it again on delivery, so the line stays quiet until
+    /// the next `device_wait`.
+    pub const DEVICE_WAIT: u64 = 20;
 
     /// One past the largest call number.
-    pub const COUNT: u64 = 18;
+    pub const COUNT: u64 = 21;
 }
 
-/// Block operations for [`call::BLOCK`].
+/// The protocol of the block service (`blkd`): each request is an IPC call on its endpoint
+/// whose label says the operation. Reads and writes are grant calls (`grant_call`) with the
+/// sector in word 0 and the number of sectors in word 1; the data moves through the lent
+/// pages. The reply's label is 0 on success or an [`Error`] code; word 0 of a read or write
+/// reply is the number of bytes moved.
 pub mod block {
-    pub const READ: u64 = 0;
-    pub const WRITE: u64 = 1;
-    pub const FLUSH: u64 = 2;
+    /// Bytes in a sector.
+    pub const SECTOR_SIZE: u64 = 512;
+    /// Reads `count` sectors from `sector` into the lent pages.
+    pub const READ: u64 = 1;
+    /// Writes `count` sectors from the lent pages to `sector`.
+    pub const WRITE: u64 = 2;
+    /// Waits until everything written is on stable storage (a plain `call`).
+    pub const FLUSH: u64 = 3;
+    /// A plain `call`; the reply's words: capacity in sectors, most sectors per request,
+    /// 1 if the device is read-only.
+    pub const INFO: u64 = 4;
 }
 
 /// Why a system call failed (returned negated in x0).
@@ -89,10 +118,12 @@ pub enum Error {
     Io = -9,
     /// The peer went away while the operation was under way.
     PeerGone = -10,
+    /// Another task is using the device.
+    Busy = -11,
 }
 
 impl Error {
-    pub const ALL: [Error; 10] = [
+    pub const ALL: [Error; 11] = [
         Self::InvalidArgument,
         Self::BadAddress,
         Self::NoMemory,
@@ -103,6 +134,7 @@ impl Error {
         Self::NotWaiting,
         Self::Io,
         Self::PeerGone,
+        Self::Busy,
     ];
 
     /// The error a negative return value stands for.
@@ -129,6 +161,7 @@ impl fmt::Display for Error {
             Self::NotWaiting => "no caller is waiting for a reply",
             Self::Io => "I/O error",
             Self::PeerGone => "the peer went away",
+            Self::Busy => "in use by another task",
         })
     }
 }
@@ -138,6 +171,13 @@ impl fmt::Display for Error {
 pub struct Message {
     pub label: u64,
     pub words: [u64; 4],
+}
+
+impl Message {
+    /// Set by the kernel in the label a receiver gets when pages were lent with the call
+    /// (words 2 and 3 then say how many and where they are mapped), and cleared otherwise,
+    /// whatever the sender wrote: a receiver can trust it before touching the grant window.
+    pub const GRANTED: u64 = 1 << 63;
 }
 
 /// Where a program's memory lives.
@@ -154,11 +194,15 @@ pub mod layout {
     pub const GRANT_WINDOW: u64 = 0x60_0000_0000;
     /// The largest grant, in pages.
     pub const GRANT_MAX_PAGES: u64 = 256;
+    /// `dma_alloc` places device memory in `[DMA_BASE, DMA_END)`.
+    pub const DMA_BASE: u64 = 0x70_0000_0000;
+    pub const DMA_END: u64 = 0x78_0000_0000;
 
     // The areas do not overlap, and the stack keeps a guard page below it.
     const _: () = assert!(PROGRAM_BASE + (1 << 30) < MAP_BASE);
     const _: () = assert!(MAP_BASE < GRANT_WINDOW);
-    const _: () = assert!(GRANT_WINDOW + GRANT_MAX_PAGES * 4096 < STACK_TOP - STACK_SIZE - 4096);
+    const _: () = assert!(GRANT_WINDOW + GRANT_MAX_PAGES * 4096 < DMA_BASE);
+    const _: () = assert!(DMA_BASE < DMA_END && DMA_END < STACK_TOP - STACK_SIZE - 4096);
 }
 
 #[cfg(test)]

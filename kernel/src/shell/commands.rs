@@ -251,7 +251,7 @@ fn run_program(args: &[&str]) -> CommandResult {
         _ => (false, rest),
     };
     let arguments = rest.join(" ");
-    let thread = crate::task::user::spawn(program, &arguments, crate::ipc::CapabilityTable::new())
+    let thread = crate::task::user::spawn(program, &arguments, capabilities_for(program))
         .map_err(|err| CommandError::new(alloc::format!("{program}: {err}")))?;
     let id = thread.id();
     if background {
@@ -267,6 +267,28 @@ fn run_program(args: &[&str]) -> CommandResult {
         ))),
         None => Err(CommandError::new(alloc::format!("task {id} vanished"))),
     }
+}
+
+/// What the shell, as the root task, gives a program it starts: the block server (`blkd`) the
+/// first user-mode device no task drives (slot 0) and the block service endpoint (slot 1); its
+/// client (`blkcat`) that endpoint (slot 0); other programs nothing.
+fn capabilities_for(program: &str) -> crate::ipc::CapabilityTable {
+    use crate::ipc::{Capability, Endpoint};
+    static BLOCK_SERVICE: spin::Once<alloc::sync::Arc<Endpoint>> = spin::Once::new();
+    let service = || Capability::Endpoint(BLOCK_SERVICE.call_once(Endpoint::new).clone());
+    let mut table = crate::ipc::CapabilityTable::new();
+    let mut give = |slot, capability| table.set(slot, capability).expect("slots 0 and 1 exist");
+    match program {
+        "blkd" => {
+            if let Some(device) = crate::drivers::virtio::first_free_user_device() {
+                give(0, Capability::Device(device));
+            }
+            give(1, service());
+        }
+        "blkcat" => give(0, service()),
+        _ => {}
+    }
+    table
 }
 
 fn kill(args: &[&str]) -> CommandResult {

@@ -196,6 +196,8 @@ fn report_unresolved(
 /// forever): the task runs in [`run_task`], which returns the exit code.
 fn task_main(_: usize) {
     let code = run_task();
+    // Devices it drove stop before its pending call is answered with `PeerGone`.
+    crate::drivers::virtio::release_devices(super::current().id());
     super::exit_user(code);
 }
 

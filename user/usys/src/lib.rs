@@ -5,7 +5,7 @@
 
 pub mod heap;
 
-pub use abi::{Error, Message, call, layout};
+pub use abi::{Error, Message, block, call, layout};
 use core::fmt::{self, Write};
 
 core::arch::global_asm!(
@@ -220,6 +220,32 @@ pub fn grant_call(
 
 pub fn capability_drop(slot: u64) -> Result<(), Error> {
     call0(call::CAPABILITY_DROP, [slot, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Reads the `width`-byte register (1, 2 or 4) at `offset` of the device in capability `slot`.
+pub fn device_read(slot: u64, offset: u64, width: u64) -> Result<u64, Error> {
+    call0(call::DEVICE_READ, [slot, offset, width, 0, 0, 0])
+}
+
+/// Writes the 32-bit register at `offset` of the device in capability `slot`.
+pub fn device_write(slot: u64, offset: u64, value: u32) -> Result<(), Error> {
+    call0(
+        call::DEVICE_WRITE,
+        [slot, offset, u64::from(value), 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// Zeroed, physically contiguous memory for the device in capability `slot`: its address and
+/// its physical address (what the device is given). `unmap` frees it.
+pub fn dma_alloc(slot: u64, len: u64) -> Result<(*mut u8, u64), Error> {
+    let (value, registers) = syscall(call::DMA_ALLOC, [slot, len, 0, 0, 0, 0]);
+    result(value).map(|address| (address as *mut u8, registers[0]))
+}
+
+/// Unmasks the interrupt of the device in capability `slot` and waits until it fires.
+pub fn device_wait(slot: u64) -> Result<(), Error> {
+    call0(call::DEVICE_WAIT, [slot, 0, 0, 0, 0, 0]).map(drop)
 }
 
 /// Console output for `print!`.

@@ -319,16 +319,15 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Wraps an initialised device. Reads its serial (busy-polled: its interrupt is not routed
-    /// yet).
+    /// Wraps an initialised device whose serial discovery read.
     pub(super) fn new(
         name: String,
         base: u64,
         irq: IrqId,
         trigger: Trigger,
-        mut device: Device,
+        device: Device,
+        serial: Option<[u8; DEVICE_ID_LEN]>,
     ) -> Self {
-        let serial = device.get_id_blocking().ok();
         Self {
             name,
             base,
@@ -365,9 +364,7 @@ impl Disk {
 
     /// The virtio-blk serial (QEMU: `serial=` of the device), read at discovery.
     pub fn serial(&self) -> Option<&str> {
-        let serial = self.serial.as_ref()?;
-        let len = serial.iter().position(|&b| b == 0).unwrap_or(serial.len());
-        core::str::from_utf8(&serial[..len]).ok()
+        self.serial.as_ref().and_then(super::serial_text)
     }
 
     pub fn info(&self) -> DeviceInfo {

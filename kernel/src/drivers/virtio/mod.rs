@@ -5,25 +5,30 @@
 //!
 //! Disks are named `blk0`, `blk1`, ... in descending order of their slot's address: QEMU
 //! attaches the first `-drive` to the highest virtio-mmio slot, so `blk0` is the first disk on
-//! the command line.
+//! the command line. Devices whose serial starts with `user` are not the kernel's: [`user`]
+//! keeps them for drivers in user mode.
 
 pub mod bench;
 mod block;
 mod hal;
+pub mod user;
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use devicetree::{MachineInfo, VirtioMmioSlot};
 use spin::Once;
-use virtio::{DriverConfig, Error, TransportVersion};
+use virtio::{DEVICE_ID_LEN, DriverConfig, Error, TransportVersion};
 
 pub use block::{
     Batch, Device, Disk, DmaBuffer, Finished, MAX_REQUESTS, POLICY_GROW_AFTER, POLICY_MIN_SIZE,
     POLICY_PERIOD_US, POLICY_WINDOW, Pending, Refused, Request,
 };
 use hal::{CounterClock, FrameDma, MmioWindow};
+use user::is_user_serial;
+pub use user::{UserDevice, first_free_user_device, release_devices, user_device, user_devices};
 
 use crate::drivers::gic::IrqId;
 use crate::{irq, mm};
@@ -51,8 +56,23 @@ fn driver_config() -> DriverConfig {
     }
 }
 
-/// Brings up the block device behind `slot`, if there is one.
-fn probe_slot(slot: &VirtioMmioSlot, index: usize) -> Result<Option<Disk>, Error> {
+/// A device discovery found.
+enum Found {
+    /// Driven by the kernel.
+    Disk(Box<Disk>),
+    /// Left to a user-mode driver.
+    User(UserDevice),
+}
+
+/// The serial a get-id request returned, as text (up to the first NUL).
+fn serial_text(id: &[u8; DEVICE_ID_LEN]) -> Option<&str> {
+    let len = id.iter().position(|&b| b == 0).unwrap_or(id.len());
+    core::str::from_utf8(&id[..len]).ok()
+}
+
+/// Brings up the block device behind `slot`, if there is one; a device with a `user` serial
+/// is reset again and handed over.
+fn probe_slot(slot: &VirtioMmioSlot, index: usize) -> Result<Option<Found>, Error> {
     let base = mm::kernel_space::map_device(slot.base, slot.size)
         .map_err(|_| Error::InvalidArgument("the register window cannot be mapped"))?;
     // SAFETY: `map_device` just mapped the slot's window as device memory, for good.
@@ -67,14 +87,28 @@ fn probe_slot(slot: &VirtioMmioSlot, index: usize) -> Result<Option<Disk>, Error
         log::info!(target: "virtio", "{:#x}: device type {device_type} (no driver)", slot.base);
         return Ok(None);
     }
-    let device = Device::new(transport, FrameDma, CounterClock, driver_config())?;
-    Ok(Some(Disk::new(
+    let mut device = Device::new(transport, FrameDma, CounterClock, driver_config())?;
+    // Busy-polled: the interrupt is not routed yet.
+    let serial = device.get_id_blocking().ok();
+    let irq = IrqId(slot.irq.intid());
+    let trigger = irq::trigger_of(&slot.irq);
+    if let Some(serial) = serial.as_ref().and_then(serial_text)
+        && is_user_serial(serial)
+    {
+        // Dropping the driver resets the device.
+        drop(device);
+        return Ok(Some(Found::User(UserDevice::new(
+            serial, slot.base, slot.size, irq, trigger, window,
+        ))));
+    }
+    Ok(Some(Found::Disk(Box::new(Disk::new(
         format!("blk{index}"),
         slot.base,
-        IrqId(slot.irq.intid()),
-        irq::trigger_of(&slot.irq),
+        irq,
+        trigger,
         device,
-    )))
+        serial,
+    )))))
 }
 
 /// Finds and initialises every virtio-blk device, routes their interrupts and logs one line
@@ -83,13 +117,16 @@ pub fn init(machine: &MachineInfo<'_>) {
     let mut slots = machine.virtio_mmio.clone();
     slots.sort_unstable_by_key(|slot| core::cmp::Reverse(slot.base));
     let mut found = Vec::new();
+    let mut left_to_user = Vec::new();
     for slot in &slots {
         match probe_slot(slot, found.len()) {
-            Ok(Some(disk)) => found.push(disk),
+            Ok(Some(Found::Disk(disk))) => found.push(*disk),
+            Ok(Some(Found::User(device))) => left_to_user.push(device),
             Ok(None) => {}
             Err(error) => log::warn!(target: "virtio", "{:#x}: {error}", slot.base),
         }
     }
+    user::init(left_to_user);
     for disk in DISKS.call_once(|| found) {
         if let Err(error) = irq::register(disk.irq(), disk.trigger(), disk.name(), on_interrupt) {
             log::warn!(target: "virtio", "{}: completions polled: {error}", disk.name());
