@@ -125,8 +125,7 @@ impl<M: PhysMemory, T: TlbFlush, V: AgingVisitor + ?Sized> RangeVisitor
     fn leave_table(&mut self, parent: &Slot<'_>, child: PhysFrame) {
         if parent.level == Level::L2 {
             let (scanned, young) = self.table;
-            self.visitor
-                .leaf_table_done(TableId(child), scanned, young);
+            self.visitor.leaf_table_done(TableId(child), scanned, young);
         }
     }
 }

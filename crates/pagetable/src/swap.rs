@@ -26,11 +26,7 @@ pub struct SlotTooLarge(pub u32);
 
 impl fmt::Display for SlotTooLarge {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "swap slot {} does not fit {SWAP_SLOT_BITS} bits",
-            self.0
-        )
+        write!(f, "swap slot {} does not fit {SWAP_SLOT_BITS} bits", self.0)
     }
 }
 
