@@ -1,12 +1,13 @@
-//! Page-reclaim commands: `lru` (the policy's lists or generations), `swap` (the swap area),
-//! `vmstat` (fault and reclaim counters) and `stress` (a seeded workload in a user task, with
-//! the simulator's prediction for the same access sequence when a user-memory limit is set).
+//! Page-reclaim commands: `lru` (the policy's lists or generations, once or sampled over time),
+//! `swap` (the swap area), `vmstat` (fault and reclaim counters) and `stress` (a seeded workload
+//! in a user task, with the simulator's prediction for the same access sequence when a
+//! user-memory limit is set).
 
 use super::{CommandError, CommandResult, commands::parse_number};
 use crate::console::Stdout;
 use crate::mm::stress;
 use crate::mm::{swap, vmscan};
-use crate::println;
+use crate::{print, println};
 use core::sync::atomic::{AtomicU64, Ordering};
 use reclaim::workload::WorkloadKind;
 
@@ -23,11 +24,17 @@ fn no_args(args: &[&str]) -> CommandResult {
     }
 }
 
-pub const LRU_USAGE: &str = "[mglru|lru2|clock|clockpro]";
+pub const LRU_USAGE: &str = "[mglru|lru2|clock|clockpro | watch INTERVAL_MS COUNT]";
 
 pub fn lru(args: &[&str]) -> CommandResult {
     match args {
         [] => {}
+        ["watch", interval_ms, count] => {
+            return watch(parse_number(interval_ms)?, parse_number(count)?);
+        }
+        ["watch", ..] => {
+            return Err(CommandError::new("usage: lru watch INTERVAL_MS COUNT"));
+        }
         [name] => {
             let kind: reclaim::PolicyKind = name
                 .parse()
@@ -39,6 +46,30 @@ pub fn lru(args: &[&str]) -> CommandResult {
     }
     println!("policy={}", vmscan::policy_kind());
     vmscan::write_policy_debug(crate::time::uptime_us() / 1000, &mut Stdout)?;
+    Ok(())
+}
+
+/// `lru watch INTERVAL_MS COUNT`: COUNT samples of the policy's debug view, INTERVAL_MS of guest
+/// time apart, each after a line `lru_sample t_ms=<guest ms since boot>` (the time the view is
+/// taken at). The shell sleeps between samples, so a workload started with `run ... &` keeps
+/// running; `cargo xtask plots` draws MGLRU's generation sizes from these samples.
+fn watch(interval_ms: u64, count: u64) -> CommandResult {
+    if count == 0 {
+        return Err(CommandError::new("watch: COUNT must be at least 1"));
+    }
+    println!("policy={}", vmscan::policy_kind());
+    let start_us = crate::time::uptime_us();
+    for index in 0..count {
+        let due_us =
+            start_us.saturating_add(index.saturating_mul(interval_ms).saturating_mul(1000));
+        crate::task::sleep_us(due_us.saturating_sub(crate::time::uptime_us()));
+        let now_ms = crate::time::uptime_us() / 1000;
+        // One console write per sample, formatted first: the policy's lock is not held while
+        // the UART drains, and a background task's output cannot land inside a sample.
+        let mut sample = alloc::format!("lru_sample t_ms={now_ms}\n");
+        vmscan::write_policy_debug(now_ms, &mut sample)?;
+        print!("{sample}");
+    }
     Ok(())
 }
 

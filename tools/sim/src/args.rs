@@ -38,6 +38,11 @@ POLICIES AND OUTPUT:
     --emit-lackey PATH    write the (single) --workload as a Lackey trace and exit
     -h, --help            this text
 
+MGLRU GENERATIONS PLOT (instead of a simulation; `cargo xtask plots` runs it):
+    --lru-log FILE        a kernel console log with the samples of `lru watch INTERVAL_MS COUNT`:
+                          with --svg PATH, plot each generation's pages against guest time
+    --title TEXT          the plot's title (with --lru-log)
+
 The table shows, per memory size, each policy's page faults (first touches included), the
 ratio to OPT's faults, and pages written to swap (dirty or never-swapped pages cost a write).
 OPT gets the frames a policy can fill: the memory size minus the low-watermark reserve that the
@@ -86,7 +91,37 @@ pub enum Command {
     Help,
     /// Simulate.
     Run(Options),
+    /// Plot MGLRU generations from a kernel log.
+    Generations(GenerationsPlot),
 }
+
+/// `--lru-log FILE --svg PATH [--title TEXT]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationsPlot {
+    pub log: PathBuf,
+    pub svg: PathBuf,
+    pub title: String,
+}
+
+/// Default title of the generations plot.
+pub const GENERATIONS_TITLE: &str = "MGLRU generation sizes over time";
+
+/// The options of a simulation, which `--lru-log` does not take.
+const SIMULATION_OPTIONS: &[&str] = &[
+    "--workload",
+    "--trace",
+    "--seed",
+    "--pages",
+    "--accesses",
+    "--strict",
+    "--frames",
+    "--frames-pct",
+    "--policies",
+    "--min-ttl-ms",
+    "--csv",
+    "--jobs",
+    "--emit-lackey",
+];
 
 /// A command line that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +212,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ArgErr
     };
     let (mut workload_given, mut trace_given, mut frames_given, mut pct_given) =
         (false, false, false, false);
+    let (mut lru_log, mut title, mut simulation_option) = (None, None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg.into_string().map_err(ArgError::NotUtf8)?;
@@ -200,8 +236,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ArgErr
                     .map_err(ArgError::NotUtf8),
             }
         };
+        if let Some(option) = SIMULATION_OPTIONS.iter().find(|option| **option == name) {
+            simulation_option.get_or_insert(*option);
+        }
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
+            "--lru-log" => lru_log = Some(PathBuf::from(value("--lru-log")?)),
+            "--title" => title = Some(value("--title")?),
             "--workload" => {
                 let v = value("--workload")?;
                 let kinds = if v == "all" {
@@ -262,6 +303,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ArgErr
             _ => return Err(ArgError::Unknown(arg)),
         }
     }
+    if let Some(log) = lru_log {
+        if let Some(option) = simulation_option {
+            return Err(ArgError::Conflict("--lru-log", option));
+        }
+        let Some(svg) = options.svg else {
+            return Err(bad("--lru-log", &log.to_string_lossy(), "needs --svg PATH"));
+        };
+        return Ok(Command::Generations(GenerationsPlot {
+            log,
+            svg,
+            title: title.unwrap_or_else(|| GENERATIONS_TITLE.to_string()),
+        }));
+    }
+    if let Some(title) = title {
+        return Err(bad("--title", &title, "only with --lru-log"));
+    }
     if workload_given && trace_given {
         return Err(ArgError::Conflict("--workload", "--trace"));
     }
@@ -283,7 +340,7 @@ mod tests {
     fn run(args: &[&str]) -> Result<Options, ArgError> {
         match parse(args.iter().map(OsString::from))? {
             Command::Run(options) => Ok(options),
-            Command::Help => panic!("unexpected help"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -390,5 +447,49 @@ mod tests {
             run(&["--policies", ""]).unwrap_err().to_string(),
             "--policies ``: empty list"
         );
+    }
+
+    #[test]
+    fn lru_log_plots_generations_and_takes_no_simulation_option() {
+        let plot = |args: &[&str]| parse(args.iter().map(OsString::from));
+        assert_eq!(
+            plot(&["--lru-log", "k.log", "--svg", "g.svg"]),
+            Ok(Command::Generations(GenerationsPlot {
+                log: PathBuf::from("k.log"),
+                svg: PathBuf::from("g.svg"),
+                title: GENERATIONS_TITLE.to_string(),
+            }))
+        );
+        assert_eq!(
+            plot(&["--title=zipf", "--svg", "g.svg", "--lru-log", "k.log"]),
+            Ok(Command::Generations(GenerationsPlot {
+                log: PathBuf::from("k.log"),
+                svg: PathBuf::from("g.svg"),
+                title: "zipf".to_string(),
+            }))
+        );
+        assert_eq!(
+            plot(&["--lru-log", "k.log"]).unwrap_err().to_string(),
+            "--lru-log `k.log`: needs --svg PATH"
+        );
+        assert_eq!(
+            run(&["--title", "x"]).unwrap_err().to_string(),
+            "--title `x`: only with --lru-log"
+        );
+        let values = [
+            "zipf", "t", "1", "1", "1", "", "1", "1", "mglru", "0", "", "1", "x",
+        ];
+        for (option, value) in SIMULATION_OPTIONS.iter().zip(values) {
+            let mut args = vec!["--lru-log", "k.log", "--svg", "g.svg", option];
+            if !value.is_empty() {
+                args.push(value);
+            }
+            assert_eq!(
+                plot(&args).unwrap_err().to_string(),
+                format!("--lru-log and {option} cannot be used together"),
+                "{args:?}"
+            );
+        }
+        assert_eq!(SIMULATION_OPTIONS.len(), values.len());
     }
 }

@@ -1,11 +1,15 @@
 //! Trace-driven page-reclaim simulator: replays built-in workloads or Valgrind Lackey traces
 //! through every policy of crate `reclaim` (the same code the kernel runs, in its memory model)
-//! and through Belady's OPT, and reports faults relative to OPT. `cargo sim -- --help`.
+//! and through Belady's OPT, and reports faults relative to OPT. It also plots MGLRU's
+//! generation sizes over time from the kernel's `lru watch` samples (`--lru-log`).
+//! `cargo sim -- --help`.
 
 mod args;
+mod generations;
 mod lackey;
 mod opt;
 mod report;
+mod svg;
 mod trace;
 
 use std::fs::File;
@@ -18,7 +22,7 @@ use std::time::Instant;
 use reclaim::PolicyKind;
 use reclaim::model::{Machine, MachineConfig, Watermarks};
 
-use crate::args::{Command, Options, Sizes, Source};
+use crate::args::{Command, GenerationsPlot, Options, Sizes, Source};
 use crate::report::Row;
 use crate::trace::{Trace, WRITE_BIT};
 
@@ -28,18 +32,40 @@ fn main() -> ExitCode {
             print!("{}", args::HELP);
             ExitCode::SUCCESS
         }
-        Ok(Command::Run(options)) => match run(&options) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("sim: {message}");
-                ExitCode::FAILURE
-            }
-        },
+        Ok(Command::Run(options)) => finish(run(&options)),
+        Ok(Command::Generations(plot)) => finish(plot_generations(&plot)),
         Err(err) => {
             eprintln!("sim: {err}");
             ExitCode::from(2)
         }
     }
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sim: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--lru-log FILE --svg PATH`: the generations plot.
+fn plot_generations(plot: &GenerationsPlot) -> Result<(), String> {
+    let log =
+        std::fs::read(&plot.log).map_err(|e| format!("cannot read {}: {e}", plot.log.display()))?;
+    let samples = generations::parse(&String::from_utf8_lossy(&log))
+        .map_err(|e| format!("{}: {e}", plot.log.display()))?;
+    std::fs::write(&plot.svg, generations::svg(&samples, &plot.title))
+        .map_err(|e| format!("cannot write {}: {e}", plot.svg.display()))?;
+    let span_ms = samples.last().map_or(0, |s| s.t_ms) - samples[0].t_ms;
+    eprintln!(
+        "sim: {} samples over {span_ms} ms of guest time -> {}",
+        samples.len(),
+        plot.svg.display()
+    );
+    Ok(())
 }
 
 /// Faults and swap writes of one simulation.

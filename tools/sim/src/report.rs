@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::svg::{self, Axis, Panel, Series};
+
 /// Header of `--csv` output (exact).
 pub const CSV_HEADER: &str = "source,policy,frames,faults,faults_vs_opt,swap_writes";
 
@@ -114,20 +116,8 @@ pub fn geometric_mean(values: &[f64]) -> f64 {
 
 const PANEL_W: f64 = 640.0;
 const PANEL_H: f64 = 360.0;
-const LEFT: f64 = 70.0;
+/// Right margin: the legend of policy names.
 const RIGHT: f64 = 150.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
-const COLORS: [&str; 6] = [
-    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-];
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// An SVG with one panel per source: faults/OPT (y) against memory size in % of the footprint
 /// (x), one line per policy, OPT as the dashed 1.0 baseline.
@@ -138,119 +128,59 @@ pub fn svg(rows: &[Row], policies: &[&'static str]) -> String {
             sources.push(&row.source);
         }
     }
-    let height = PANEL_H * sources.len().max(1) as f64;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{PANEL_W}" height="{height}" viewBox="0 0 {PANEL_W} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<rect width="{PANEL_W}" height="{height}" fill="white"/>"#
-    );
+    let mut body = String::new();
     for (index, source) in sources.iter().enumerate() {
         let panel: Vec<&Row> = rows.iter().filter(|r| r.source == *source).collect();
-        plot_panel(&mut out, index as f64 * PANEL_H, source, &panel, policies);
+        plot_panel(&mut body, index as f64 * PANEL_H, source, &panel, policies);
     }
-    out.push_str("</svg>\n");
-    out
+    svg::document(PANEL_W, PANEL_H * sources.len().max(1) as f64, &body)
 }
 
-fn plot_panel(out: &mut String, y0: f64, source: &str, rows: &[&Row], policies: &[&'static str]) {
-    let plot_w = PANEL_W - LEFT - RIGHT;
-    let plot_h = PANEL_H - TOP - BOTTOM;
-    let max_ratio = rows.iter().map(|r| r.vs_opt).fold(1.0, f64::max);
-    // Round the top of the y axis up to a multiple of 0.5.
-    let y_max = ((max_ratio * 2.0).ceil() / 2.0).max(1.5);
-    let x_of = |percent: f64| LEFT + plot_w * percent.clamp(0.0, 100.0) / 100.0;
-    let y_of = |ratio: f64| y0 + TOP + plot_h * (1.0 - (ratio - 1.0) / (y_max - 1.0));
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
-        LEFT,
-        y0 + 24.0,
-        escape(source)
-    );
-    // Axes, grid and ticks.
-    let _ = writeln!(
-        out,
-        r##"<rect x="{LEFT}" y="{}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>"##,
-        y0 + TOP
-    );
-    for tick in 0..=10 {
-        let percent = f64::from(tick) * 10.0;
-        let x = x_of(percent);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" text-anchor="middle">{percent}</text>"##,
-            y0 + TOP,
-            y0 + TOP + plot_h,
-            y0 + TOP + plot_h + 16.0
-        );
-    }
-    let steps = ((y_max - 1.0) / 0.25).round() as u32;
-    for step in 0..=steps {
-        let ratio = 1.0 + f64::from(step) * 0.25;
-        let y = y_of(ratio);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{ratio:.2}</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            y + 4.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle">memory size (% of footprint)</text>"#,
-        LEFT + plot_w / 2.0,
-        y0 + PANEL_H - 12.0
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">faults / OPT</text>"#,
-        y0 + TOP + plot_h / 2.0,
-        y0 + TOP + plot_h / 2.0
-    );
-    // One line per policy, then the legend.
-    let mut legend_y = y0 + TOP + 10.0;
-    let legend_x = LEFT + plot_w + 16.0;
-    let mut draw = |name: &str, color: &str, dash: &str, points: Vec<(f64, f64)>| {
-        let path: Vec<String> = points
-            .iter()
-            .map(|(p, r)| format!("{:.1},{:.1}", x_of(*p), y_of(*r)))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
-            path.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            r#"<line x1="{legend_x}" y1="{legend_y}" x2="{}" y2="{legend_y}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-            legend_x + 24.0,
-            legend_x + 30.0,
-            legend_y + 4.0,
-            escape(name)
-        );
-        legend_y += 18.0;
+fn plot_panel(out: &mut String, top: f64, source: &str, rows: &[&Row], policies: &[&'static str]) {
+    let max_ratio = rows.iter().map(|r| r.vs_opt).fold(1.5, f64::max);
+    let panel = Panel {
+        top,
+        width: PANEL_W,
+        height: PANEL_H,
+        right: RIGHT,
+        title: source.to_string(),
+        x: Axis {
+            title: "memory size (% of footprint)".into(),
+            min: 0.0,
+            max: 100.0,
+            ticks: (0..=10).map(|tick| f64::from(tick) * 10.0).collect(),
+            decimals: 0,
+        },
+        y: Axis::from("faults / OPT", 1.0, max_ratio),
     };
-    for (index, policy) in policies.iter().enumerate() {
+    let points = |policy: &str, ratio: &dyn Fn(&Row) -> f64| {
         let mut points: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|r| r.policy == *policy)
-            .map(|r| (r.percent, r.vs_opt))
+            .filter(|r| r.policy == policy)
+            .map(|r| (r.percent, ratio(r)))
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        draw(policy, COLORS[index % COLORS.len()], "", points);
-    }
-    let mut opt: Vec<(f64, f64)> = rows
+        points
+    };
+    let mut series: Vec<Series> = policies
         .iter()
-        .filter(|r| r.policy == "opt")
-        .map(|r| (r.percent, 1.0))
+        .enumerate()
+        .map(|(index, policy)| Series {
+            name: policy.to_string(),
+            color: svg::COLORS[index % svg::COLORS.len()],
+            dashed: false,
+            points: points(policy, &|r| r.vs_opt),
+            peak_label: None,
+        })
         .collect();
-    opt.sort_by(|a, b| a.0.total_cmp(&b.0));
-    draw("opt", "#000", r#" stroke-dasharray="6 4""#, opt);
+    series.push(Series {
+        name: "opt".into(),
+        color: "#000",
+        dashed: true,
+        points: points("opt", &|_| 1.0),
+        peak_label: None,
+    });
+    panel.draw(out, &series);
 }
 
 #[cfg(test)]
@@ -297,48 +227,11 @@ mod tests {
         assert!(text.contains(" 10.0%    1.200x    1.500x\n"), "{text}");
     }
 
-    /// Minimal XML check: every tag closes in order, attributes are quoted, text has no bare `<`/`&`.
-    fn well_formed(svg: &str) -> Result<usize, String> {
-        let mut stack: Vec<&str> = Vec::new();
-        let mut rest = svg;
-        let mut elements = 0;
-        while let Some(start) = rest.find('<') {
-            let text = &rest[..start];
-            if text.contains('&') && !text.contains("&amp;") && !text.contains("&lt;") {
-                return Err(format!("bare & in text {text:?}"));
-            }
-            let end = rest[start..].find('>').ok_or("unterminated tag")? + start;
-            let tag = &rest[start + 1..end];
-            if !tag.matches('"').count().is_multiple_of(2) {
-                return Err(format!("unbalanced quotes in <{tag}>"));
-            }
-            if let Some(name) = tag.strip_prefix('/') {
-                let open = stack
-                    .pop()
-                    .ok_or(format!("</{name}> without opening tag"))?;
-                if open != name {
-                    return Err(format!("</{name}> closes <{open}>"));
-                }
-            } else if !tag.ends_with('/') {
-                stack.push(tag.split_whitespace().next().ok_or("empty tag")?);
-                elements += 1;
-            } else {
-                elements += 1;
-            }
-            rest = &rest[end + 1..];
-        }
-        if stack.is_empty() && rest.trim().is_empty() {
-            Ok(elements)
-        } else {
-            Err(format!("unclosed {stack:?}"))
-        }
-    }
-
     #[test]
     fn svg_is_well_formed_with_lines_legend_and_labels() {
         let image = svg(&rows(), &["mglru", "clock"]);
         assert!(image.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-        let elements = well_formed(&image).unwrap();
+        let elements = svg::well_formed(&image).unwrap();
         assert!(elements > 20, "{elements}");
         // Two policy lines and the OPT baseline.
         assert_eq!(image.matches("<polyline").count(), 3);
@@ -353,13 +246,18 @@ mod tests {
         assert!(image.contains(">a&lt;b&gt;&amp;c</text>"));
         // mglru at 10% is drawn at ratio 1.2: x = 70 + 420 * 0.1 = 112.
         assert!(image.contains("points=\"112.0,"), "{image}");
+        // The y axis runs from 1 to 1.5 (ticks 0.1 apart) for ratios up to 1.5.
+        assert!(image.contains(">1.50</text>") && !image.contains(">1.60</text>"));
     }
 
     #[test]
-    fn the_checker_rejects_broken_xml() {
-        assert!(well_formed("<svg><g></svg>").is_err());
-        assert!(well_formed("<svg a=\"1></svg>").is_err());
-        assert!(well_formed("<svg>a & b</svg>").is_err());
+    fn a_steep_panel_keeps_a_readable_number_of_ticks() {
+        let mut rows = rows();
+        rows[5].vs_opt = 98.7;
+        let image = svg(&rows, &["mglru", "clock"]);
+        let y_labels = image.matches(r#"text-anchor="end""#).count();
+        assert_eq!(y_labels, 6, "{image}");
+        assert!(image.contains(">100</text>"));
     }
 
     #[test]

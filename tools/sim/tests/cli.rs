@@ -1,4 +1,4 @@
-//! The simulator binary end to end: help, errors, CSV, SVG, Lackey input.
+//! The simulator binary end to end: help, errors, CSV, SVG, Lackey input, generations plot.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -203,4 +203,58 @@ fn opt_gets_the_frames_a_policy_can_fill() {
     // not the 1024 cold faults alone that the whole machine would give it.
     assert_eq!(faults[0].1, 1042, "{text}");
     assert!(faults.iter().all(|&(_, f)| f >= faults[0].1), "{text}");
+}
+
+#[test]
+fn lru_watch_samples_become_a_generations_plot_and_bad_ones_name_their_line() {
+    let log = temp("lru-watch.log");
+    let svg = temp("generations.svg");
+    let sample = |t_ms: u32, rows: &str| {
+        format!(
+            "lru_sample t_ms={t_ms}\nmglru max_seq 5 min_seq anon 4 file 4 tracked 9\n\
+             \x20    seq     age_ms  nr_anon  nr_file\n{rows}tiers evicted up to: anon 3 file 3\n"
+        )
+    };
+    let good = format!(
+        "> lru watch 10 2\npolicy=mglru\n{}{}",
+        sample(
+            5,
+            "       4          5        6        0\n       5          1        3        0\n"
+        ),
+        sample(15, "       5         11        9        0\n")
+    );
+    std::fs::write(&log, &good).unwrap();
+    let args = [
+        "--lru-log",
+        log.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ];
+    let output = sim(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("sim: 2 samples over 10 ms of guest time -> "),
+        "{}",
+        stderr(&output)
+    );
+    let image = std::fs::read_to_string(&svg).unwrap();
+    assert!(image.contains(">seq 4</text>") && image.contains(">seq 5</text>"));
+    assert!(image.contains(">MGLRU generation sizes over time</text>"));
+    // Line 12 is the second sample's row.
+    std::fs::write(
+        &log,
+        good.replace("       5         11        9", "       5         11"),
+    )
+    .unwrap();
+    let output = sim(&args);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "sim: {}: line 12: generation row `5         11        0`: expected four numbers `seq age_ms nr_anon nr_file`\n",
+            log.display()
+        )
+    );
+    std::fs::remove_file(&log).ok();
+    std::fs::remove_file(&svg).ok();
 }

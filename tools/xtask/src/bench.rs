@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use super::cargo;
 
@@ -207,12 +208,14 @@ pub fn run() -> ExitCode {
                 "==> blk bench blk0, {transport} transport{}",
                 if counted { ", QEMU_ICOUNT=1" } else { "" }
             );
+            let start = Instant::now();
             match kernel_bench(&disk, qemu_args, counted) {
                 Ok(text) => {
                     let lines = parse_lines(&text, "");
                     for line in text.lines().filter(|line| line.starts_with("bench=")) {
                         eprintln!("{line}");
                     }
+                    eprintln!("({:.1} s)", start.elapsed().as_secs_f64());
                     if counted {
                         icount.insert(transport.to_string(), lines);
                     } else {

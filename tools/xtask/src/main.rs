@@ -15,6 +15,8 @@
 //!   exist (see docs.rs).
 //! - `bench`: the virtio-blk benchmark on both transports, with and without icount, next to
 //!   Linux 6.1's figures measured in the same run (see bench.rs).
+//! - `plots`: regenerates docs/plots/ (the simulator's faults-vs-memory plot, and MGLRU's
+//!   generation sizes during a `stress` run in the kernel; see plots.rs).
 //! - `linux-bench [--modern] [--refresh]`: the Linux 6.1 baseline for the kernel's `blk bench`
 //!   (a benchmark, not part of `test`; see docs/linux-baseline.md).
 
@@ -22,6 +24,7 @@ mod bench;
 mod bootmatrix;
 mod docs;
 mod linuxbench;
+mod plots;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -36,6 +39,7 @@ const SUBCOMMANDS: &[&str] = &[
     "lint",
     "docs",
     "bench",
+    "plots",
     "linux-bench",
 ];
 
@@ -194,14 +198,16 @@ fn summarize(steps: &[Step]) -> ExitCode {
         );
     }
     let total: u64 = steps.iter().map(|s| s.counts.passed).sum();
-    println!(
-        "{} ({total} tests passed in all)",
-        if all_ok {
-            "all green"
-        } else {
-            "FAILURES above"
-        }
-    );
+    let verdict = if all_ok {
+        "all green"
+    } else {
+        "FAILURES above"
+    };
+    if total > 0 {
+        println!("{verdict} ({total} tests passed in all)");
+    } else {
+        println!("{verdict}");
+    }
     if all_ok {
         ExitCode::SUCCESS
     } else {
@@ -237,6 +243,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("docs") => vec![docs_check()],
         Some("bench") => return bench::run(),
+        Some("plots") => plots::run(),
         Some("linux-bench") => return linuxbench::main(&args[1..]),
         _ => {
             eprintln!(
