@@ -117,3 +117,109 @@ fn typed_commands_are_echoed_and_end_of_input_powers_off() {
     );
     assert!(!text.contains("unknown command"), "{text}");
 }
+
+/// Lines of `text` that start with `key=`, as values.
+fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+#[test]
+fn reclaim_commands_report_a_stress_run_under_a_memory_limit() {
+    // 16 MiB of Zipf accesses with user memory limited to 8 MiB: pages go to swap and back.
+    let (code, text) = boot(
+        &[
+            "memlimit=8",
+            "--",
+            "stress",
+            "zipf",
+            "16",
+            ";",
+            "swap",
+            ";",
+            "vmstat",
+            ";",
+            "lru",
+            ";",
+            "lru",
+            "watch",
+            "5",
+            "3",
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert_contains(
+        &text,
+        &[
+            "verified=ok",
+            "policy=mglru",
+            "kernel_vs_sim=",
+            "device=blk1",
+            "limit_frames=2048",
+            "mglru max_seq",
+        ],
+    );
+    let number = |key: &str| -> Vec<u64> {
+        values(&text, key)
+            .iter()
+            .map(|value| value.parse().unwrap_or_else(|_| panic!("{key}={value}")))
+            .collect()
+    };
+    // stress, then swap: the same pages went out, and some came back in.
+    let pages_out = number("pages_out");
+    assert!(pages_out.len() == 2 && pages_out[0] > 0, "{text}");
+    assert!(number("pages_in")[0] > 0, "{text}");
+    assert!(number("major_faults")[0] > 0, "{text}");
+    assert_eq!(number("io_errors"), [0], "{text}");
+    // Three samples, in order of guest time.
+    let samples: Vec<u64> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("lru_sample t_ms="))
+        .map(|value| value.parse().expect("t_ms is a number"))
+        .collect();
+    assert_eq!(samples.len(), 3, "{text}");
+    assert!(
+        samples.windows(2).all(|pair| pair[0] < pair[1]),
+        "{samples:?}"
+    );
+}
+
+#[test]
+fn bad_reclaim_commands_fail_with_a_message() {
+    let (code, text) = boot(
+        &[
+            "lru",
+            "watch",
+            "5",
+            "0",
+            ";",
+            "lru",
+            "fifo",
+            ";",
+            "stress",
+            "sequential",
+            "4",
+            ";",
+            "stress",
+            "zipf",
+            ";",
+            "swap",
+            "now",
+        ],
+        b"",
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert_contains(
+        &text,
+        &[
+            "error: lru: watch: COUNT must be at least 1",
+            "error: lru: ",
+            "error: stress: ",
+            "error: stress: usage: stress WORKLOAD MiB [SECONDS]",
+            "error: swap: ",
+        ],
+    );
+    assert_eq!(text.matches("error: ").count(), 5, "{text}");
+}

@@ -158,7 +158,8 @@ fn bad_blk_commands_fail_with_a_message() {
     assert_contains(
         &text,
         &[
-            "error: blk: no device `blk9` (devices: blk0)",
+            // blk1 is the swap disk the runner attaches next to the data disk.
+            "error: blk: no device `blk9` (devices: blk0 blk1)",
             "error: blk: request reaches past the end of the device",
             "error: blk: START `x` is not a number",
             "error: blk: invalid argument: queue size must be a power of two",
