@@ -10,6 +10,7 @@ use kernel::arch::esr::{Esr, ExceptionClass, FaultStatus};
 use kernel::arch::exception::{TrapFrame, write_report};
 use kernel::arch::recover::{Caught, catch};
 use kernel::ktest::prelude::*;
+use kernel::task::{Builder, RunState, WaitQueue};
 
 kernel::entry_point!(kernel::ktest::main);
 
@@ -32,7 +33,51 @@ fn caught_fault(caught: Result<(), Caught>) -> Result<(Esr, u64, u64), Failure> 
     }
 }
 
+/// Thread body: faults inside its own protected call after sleeping `ms` milliseconds; exits
+/// with 1 if the fault came back to that call in the same thread (a point taken from another
+/// thread would resume that thread's frame, whose `me` differs).
+fn fault_after_sleep(ms: usize) {
+    let me = kernel::task::current().id();
+    let caught = catch(|| {
+        kernel::task::sleep_us(ms as u64 * 1000);
+        // SAFETY: the read faults; `catch` turns the fault into an error.
+        unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+    });
+    let own_call = kernel::task::current().id() == me;
+    kernel::task::exit(i64::from(
+        own_call && matches!(caught, Err(Caught::Fault { .. })),
+    ));
+}
+
+static NEVER: WaitQueue = WaitQueue::new();
+
+/// Thread body: blocks for good inside a protected call; exits with 1 if the call was aborted.
+fn block_forever(_: usize) {
+    let caught = catch(|| NEVER.wait_until(|| false));
+    kernel::task::exit(i64::from(matches!(caught, Err(Caught::Aborted(_)))));
+}
+
 ktest! {
+    fn recovery_points_belong_to_threads_not_cpus() -> TestResult {
+        // Both on this CPU: the first arms, the second arms on top of it, then the first faults.
+        let cpu = kernel::arch::cpu::cpu_index();
+        let early = check_ok!(Builder::new("fault-early").pin(cpu).spawn(fault_after_sleep, 5));
+        kernel::task::sleep_us(1000);
+        let late = check_ok!(Builder::new("fault-late").pin(cpu).spawn(fault_after_sleep, 20));
+        check_eq!(kernel::task::wait(early.id()), Some(1), "the first thread's fault went to its own call");
+        check_eq!(kernel::task::wait(late.id()), Some(1));
+        Ok(())
+    }
+
+    fn an_abort_reaches_a_thread_blocked_in_a_protected_call() -> TestResult {
+        let thread = check_ok!(kernel::task::spawn("blocked", block_forever, 0));
+        kernel::task::sleep_us(2000);
+        check_eq!(thread.state(), RunState::Blocked);
+        thread.abort_protected_call();
+        check_eq!(kernel::task::wait(thread.id()), Some(1), "woken and returned from its call");
+        Ok(())
+    }
+
     fn read_of_unmapped_memory_is_a_translation_fault() -> TestResult {
         // SAFETY: the read faults; `catch` turns the fault into an error.
         let (esr, far, _) = caught_fault(catch(|| { unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) }; }))?;

@@ -337,10 +337,17 @@ static SUMMARY: crate::sync::IrqSpinLock<Option<Summary>> = crate::sync::IrqSpin
 fn run_case(case: &'static TestCase) -> Outcome {
     CURRENT.store(case as *const TestCase as *mut TestCase, Ordering::Release);
     let budget_us = case.timeout_secs * 1_000_000;
+    // Runs in the timer interrupt: abandons the case whether its thread is running (at the
+    // interrupt's return) or blocked (it is woken to notice).
+    fn out_of_time(thread: usize) {
+        if let Some(thread) = crate::task::find(crate::task::ThreadId(thread as u64)) {
+            thread.abort_protected_call();
+        }
+    }
     let deadline = crate::time::add_deadline_after_us(
         budget_us,
-        |_| recover::request_abort(AbortReason::Timeout),
-        0,
+        out_of_time,
+        crate::task::current().id().0 as usize,
     );
     let result = recover::catch(case.run);
     if let Ok(id) = deadline {

@@ -12,6 +12,7 @@ mod switch;
 pub mod user;
 pub mod wait;
 
+use crate::arch::recover::RecoveryState;
 use crate::mm::stack::{KernelStack, StackError};
 use crate::sync::IrqSpinLock;
 use alloc::collections::BTreeMap;
@@ -107,6 +108,8 @@ pub struct Thread {
     detached: AtomicBool,
     /// User task state, for threads that run user code.
     pub(crate) user: Option<user::UserTask>,
+    /// Its recovery points (`arch::recover`), current on whichever CPU runs it.
+    pub(crate) recovery: RecoveryState,
 }
 
 // SAFETY: `context` is only touched by the scheduler while switching to or from the thread,
@@ -152,6 +155,14 @@ impl Thread {
     /// The user side of a user task.
     pub fn user(&self) -> Option<&user::UserTask> {
         self.user.as_ref()
+    }
+
+    /// Abandons the thread's outermost protected call (`arch::recover::catch`): at once if it
+    /// is blocked (it is woken to return from the call), else at its next interrupt. Callable
+    /// from interrupt handlers.
+    pub fn abort_protected_call(self: &Arc<Self>) {
+        self.recovery.request_abort();
+        sched::wake(self);
     }
 
     fn context(&self) -> *mut SwitchContext {
@@ -263,6 +274,7 @@ impl Builder {
             exited: WaitQueue::new(),
             detached: AtomicBool::new(false),
             user: self.user,
+            recovery: RecoveryState::new(),
         });
         THREADS.lock().insert(thread.id, thread.clone());
         log::debug!(target: "sched", "thread {} `{}` created on cpu{cpu}", thread.id, thread.name);
@@ -311,6 +323,7 @@ fn special_thread(
         exited: WaitQueue::new(),
         detached: AtomicBool::new(idle),
         user: None,
+        recovery: RecoveryState::new(),
     });
     if !idle {
         THREADS.lock().insert(thread.id, thread.clone());

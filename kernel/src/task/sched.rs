@@ -71,6 +71,9 @@ pub fn init_cpu(cpu: usize, running: Arc<Thread>, idle: Arc<Thread>) {
     {
         let mut queue = QUEUES[cpu].lock();
         queue.waiting.reserve(MAX_THREADS);
+        // SAFETY: `running` stays alive as the queue's current thread until the next switch,
+        // which makes the next thread's state current.
+        unsafe { crate::arch::recover::set_current(&running.recovery) };
         queue.current = Some(running);
         queue.idle = Some(idle);
         queue.since = now_ns();
@@ -244,6 +247,9 @@ pub fn schedule() {
             CONTEXT_SWITCHES.fetch_add(1, Ordering::Relaxed);
             let save = previous.context();
             let load = next.context();
+            // SAFETY: `next` stays alive as the queue's current thread until it is switched away
+            // from, which makes another state current first.
+            unsafe { crate::arch::recover::set_current(&next.recovery) };
             *PREVIOUS[cpu].lock() = Some(previous);
             Some((save, load))
         }
@@ -319,7 +325,10 @@ pub fn sleep_until(deadline: u64) {
     while cpu::counter() < deadline {
         me.sched.lock().run = RunState::Blocked;
         match crate::time::add_deadline(deadline, wake_by_id, me.id().0 as usize) {
-            Ok(_) => schedule(),
+            Ok(_) => {
+                schedule();
+                crate::arch::recover::abort_if_requested();
+            }
             Err(_) => {
                 // No timer slot: poll, giving the CPU away in between.
                 me.sched.lock().run = RunState::Runnable;

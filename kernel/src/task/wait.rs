@@ -37,6 +37,8 @@ impl WaitQueue {
                 waiters.push_back(me);
             }
             sched::schedule();
+            // A test's time budget may have run out while it waited.
+            crate::arch::recover::abort_if_requested();
         }
     }
 

@@ -3,16 +3,22 @@
 //! kernel.
 //!
 //! [`catch`] saves the callee-saved registers and SP in a [`RecoveryPoint`] (like `setjmp`). The
-//! exception dispatcher calls [`try_recover`]: if a recovery point is armed on this CPU it records
-//! what happened and rewrites the trap frame so the `eret` lands in `recovery_resume`, which
-//! restores the saved registers and returns 1 from `protected_call` (like `longjmp`). Destructors of
-//! the abandoned frames do not run: memory they owned leaks, which is acceptable for the two users
-//! (tests that failed, and probing instructions that may not exist, such as semihosting).
+//! exception dispatcher calls [`try_recover`]: if the running thread has a recovery point armed it
+//! records what happened and rewrites the trap frame so the `eret` lands in `recovery_resume`,
+//! which restores the saved registers and returns 1 from `protected_call` (like `longjmp`).
+//! Destructors of the abandoned frames do not run: memory they owned leaks, which is acceptable
+//! for the users (tests that failed, copies from user memory that fault, and probing instructions
+//! that may not exist, such as semihosting).
+//!
+//! Armed points belong to the thread that armed them, not to a CPU: each kernel thread has a
+//! [`RecoveryState`], which the scheduler makes current on the CPU it switches the thread to
+//! ([`set_current`]). A thread preempted or migrated inside a protected call keeps its point,
+//! and another thread faulting on that CPU meanwhile is not sent to it.
 
 use super::esr::Esr;
 use super::exception::TrapFrame;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use super::cpu::{MAX_CPUS, cpu_index, disable_interrupts, restore_interrupts};
 
@@ -38,6 +44,8 @@ struct RecoveryPoint {
     /// d8..d15.
     fprs: [u64; 8],
     caught: Option<Caught>,
+    /// The point armed before this one by the same thread (null for the outermost).
+    outer: *mut RecoveryPoint,
 }
 
 core::arch::global_asm!(
@@ -89,17 +97,70 @@ recovery_resume:
 
 unsafe extern "C" {
     fn protected_call(rp: *mut u8, f: extern "C" fn(*mut u8), arg: *mut u8) -> u64;
-    fn recovery_resume();
+    fn recovery_resume(point: *mut u8) -> !;
 }
 
-/// The armed recovery point of each CPU (null when none).
-static ARMED: [AtomicPtr<RecoveryPoint>; MAX_CPUS] =
+/// One thread's recovery points and abort request.
+pub struct RecoveryState {
+    /// The innermost armed point (null when none).
+    armed: AtomicPtr<RecoveryPoint>,
+    /// An abort of the outermost protected call was requested (only timeouts exist).
+    abort: AtomicBool,
+}
+
+impl RecoveryState {
+    pub const fn new() -> Self {
+        Self {
+            armed: AtomicPtr::new(core::ptr::null_mut()),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    /// Asks that the thread's outermost protected call be abandoned: at its next return from an
+    /// interrupt, or when it next wakes from blocking ([`abort_if_requested`]). The one asking
+    /// wakes the thread if it may be blocked. Ignored when no call is armed by then.
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::Release);
+    }
+}
+
+impl Default for RecoveryState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The state of each CPU's code before its scheduler runs threads.
+static BOOT_STATE: [RecoveryState; MAX_CPUS] = [const { RecoveryState::new() }; MAX_CPUS];
+/// The state of the thread running on each CPU (null: the CPU's `BOOT_STATE`).
+static CURRENT: [AtomicPtr<RecoveryState>; MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
-/// Abort requested by an interrupt handler for the protected call running on each CPU.
-static ABORT_REQUEST: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
-const ABORT_NONE: u8 = 0;
-const ABORT_TIMEOUT: u8 = 1;
+/// Makes `state` the recovery state of the code running on this CPU from now on: the scheduler
+/// calls it, with interrupts masked, for the thread it switches to.
+///
+/// # Safety
+/// `state` stays valid until another state is made current on this CPU (it belongs to the thread
+/// the CPU runs).
+pub unsafe fn set_current(state: *const RecoveryState) {
+    CURRENT[cpu_index()].store(state.cast_mut(), Ordering::Release);
+}
+
+/// The running thread's recovery state.
+fn current_state() -> &'static RecoveryState {
+    // Masked, so that the CPU index and its entry belong together (no migration in between).
+    let daif = disable_interrupts();
+    let cpu = cpu_index();
+    let state = CURRENT[cpu].load(Ordering::Acquire);
+    restore_interrupts(daif);
+    if state.is_null() {
+        &BOOT_STATE[cpu]
+    } else {
+        // SAFETY: by `set_current`'s contract the state lives as long as the running thread,
+        // which is the caller; nothing keeps the reference past the caller's own frames.
+        unsafe { &*state }
+    }
+}
 
 /// Runs `f`; returns `Err` if it faulted or was aborted instead of returning.
 ///
@@ -122,13 +183,15 @@ pub fn catch<F: FnOnce() -> R, R>(f: F) -> Result<R, Caught> {
         f: Some(f),
         result: None,
     };
+    let state = current_state();
+    let outer = state.armed.load(Ordering::Acquire);
     let point = UnsafeCell::new(RecoveryPoint {
         gprs: [0; 13],
         fprs: [0; 8],
         caught: None,
+        outer,
     });
-    let cpu = cpu_index();
-    let previous = ARMED[cpu].swap(point.get(), Ordering::AcqRel);
+    state.armed.store(point.get(), Ordering::Release);
     // SAFETY: `point` outlives the call and `trampoline::<F, R>` matches the argument type. If the
     // closure faults, `recovery_resume` restores the callee-saved state captured here, so this
     // frame continues as if `protected_call` had returned 1.
@@ -139,8 +202,11 @@ pub fn catch<F: FnOnce() -> R, R>(f: F) -> Result<R, Caught> {
             (&raw mut call).cast::<u8>(),
         )
     };
-    ARMED[cpu].store(previous, Ordering::Release);
-    ABORT_REQUEST[cpu].store(ABORT_NONE, Ordering::Relaxed);
+    state.armed.store(outer, Ordering::Release);
+    if outer.is_null() {
+        // The request, if any, was for this call: honoured, or too late.
+        state.abort.store(false, Ordering::Release);
+    }
     if status == 0 {
         Ok(call
             .result
@@ -154,30 +220,42 @@ pub fn catch<F: FnOnce() -> R, R>(f: F) -> Result<R, Caught> {
     }
 }
 
-/// True when a recovery point is armed on this CPU.
+/// True when the running thread has a recovery point armed.
 pub fn armed() -> bool {
-    !ARMED[cpu_index()].load(Ordering::Acquire).is_null()
+    !current_state().armed.load(Ordering::Acquire).is_null()
 }
 
-/// Asks that the protected call running on this CPU be abandoned at the next exception return
-/// to it (called from interrupt handlers).
-pub fn request_abort(reason: AbortReason) {
-    let code = match reason {
-        AbortReason::Timeout => ABORT_TIMEOUT,
-    };
-    ABORT_REQUEST[cpu_index()].store(code, Ordering::Relaxed);
+/// The point an abort or a fault returns to: the outermost for an abort (it abandons every
+/// nested call), the innermost for a fault. Null when none is armed.
+fn target(state: &RecoveryState, caught: Caught) -> *mut RecoveryPoint {
+    let mut point = state.armed.load(Ordering::Acquire);
+    if matches!(caught, Caught::Aborted(_)) {
+        loop {
+            if point.is_null() {
+                break;
+            }
+            // SAFETY: armed points, and the points they were armed inside, belong to live
+            // `catch` frames of the running thread.
+            let outer = unsafe { (*point).outer };
+            if outer.is_null() {
+                break;
+            }
+            point = outer;
+        }
+    }
+    point
 }
 
-/// Redirects `frame` to the armed recovery point after a fault the kernel cannot handle.
-/// Returns false (frame untouched) when no recovery point is armed.
+/// Redirects `frame` to the running thread's recovery point after a fault the kernel cannot
+/// handle or for an abort. Returns false (frame untouched) when no recovery point is armed.
 pub fn try_recover(frame: &mut TrapFrame, caught: Caught) -> bool {
     let daif = disable_interrupts();
-    let point = ARMED[cpu_index()].load(Ordering::Acquire);
+    let point = target(current_state(), caught);
     if point.is_null() {
         restore_interrupts(daif);
         return false;
     }
-    // SAFETY: an armed point belongs to a `catch` frame further up this CPU's stack, which stays
+    // SAFETY: the point belongs to a `catch` frame further up this thread's stack, which stays
     // alive until `recovery_resume` returns into it.
     unsafe { (*point).caught = Some(caught) };
     frame.redirect_to(recovery_resume as *const () as u64, point as u64);
@@ -185,10 +263,30 @@ pub fn try_recover(frame: &mut TrapFrame, caught: Caught) -> bool {
     true
 }
 
-/// Called on the way back from an interrupt to EL1 code: honours a pending abort request.
+/// Called on the way back from an interrupt to EL1 code: honours an abort requested for the
+/// running thread.
 pub fn check_abort_request(frame: &mut TrapFrame) {
-    let cpu = cpu_index();
-    if ABORT_REQUEST[cpu].swap(ABORT_NONE, Ordering::Relaxed) == ABORT_TIMEOUT {
+    if current_state().abort.load(Ordering::Acquire) {
         try_recover(frame, Caught::Aborted(AbortReason::Timeout));
     }
+}
+
+/// Called by a thread that just woke from blocking: if an abort was requested for it, returns
+/// from its outermost protected call now (with the abort as the result) instead of going on
+/// waiting. The caller must hold no lock.
+pub fn abort_if_requested() {
+    let state = current_state();
+    if !state.abort.load(Ordering::Acquire) {
+        return;
+    }
+    let caught = Caught::Aborted(AbortReason::Timeout);
+    let point = target(state, caught);
+    if point.is_null() {
+        return;
+    }
+    // SAFETY: the point belongs to a live `catch` frame further up this thread's stack.
+    unsafe { (*point).caught = Some(caught) };
+    // SAFETY: `recovery_resume` restores that frame's callee-saved registers and SP and returns
+    // 1 from its `protected_call`, abandoning the frames in between (the caller holds no lock).
+    unsafe { recovery_resume(point.cast()) }
 }
