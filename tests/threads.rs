@@ -44,6 +44,25 @@ ktest! {
         Ok(())
     }
 
+    fn a_waiter_woken_by_another_path_leaves_the_queue() -> TestResult {
+        static QUEUE: WaitQueue = WaitQueue::new();
+        static GO: AtomicBool = AtomicBool::new(false);
+        let thread = check_ok!(task::spawn("waiter", |_| {
+            QUEUE.wait_until(|| GO.load(Ordering::SeqCst));
+            task::exit(0);
+        }, 0));
+        while thread.state() != RunState::Blocked {
+            task::sleep_us(100);
+        }
+        // Woken directly, as a kill or a timer does, not through the queue.
+        GO.store(true, Ordering::SeqCst);
+        task::sched::wake(&thread);
+        check_eq!(task::wait(thread.id()), Some(0));
+        // Only this handle is left: the queue kept no reference to the exited thread.
+        check_eq!(alloc::sync::Arc::strong_count(&thread), 1);
+        Ok(())
+    }
+
     fn wait_queue_ping_pong_loses_no_wakeup() -> TestResult {
         static TURN: AtomicU64 = AtomicU64::new(0);
         static PING: WaitQueue = WaitQueue::new();

@@ -362,10 +362,29 @@ fn run_case(case: &'static TestCase) -> Outcome {
             "unhandled exception in the test: {esr}\n  far={far:#018x}\n  elr={elr:#018x}"
         )),
         (Ok(_), Err(Caught::Aborted(AbortReason::Timeout))) => Outcome::Failed(__format!(
-            "exceeded its time budget of {} s (guest time)",
-            case.timeout_secs
+            "exceeded its time budget of {} s (guest time); threads then:{}",
+            case.timeout_secs,
+            thread_table()
         )),
     }
+}
+
+/// One line per thread (id, name, state, CPU), to see what a case that ran out of time waits for.
+fn thread_table() -> String {
+    let mut table = String::new();
+    for thread in crate::task::all() {
+        let _ = fmt::Write::write_fmt(
+            &mut table,
+            format_args!(
+                "\n  {:>4} {:<16} {:?} cpu{}",
+                thread.id(),
+                thread.name(),
+                thread.state(),
+                thread.cpu()
+            ),
+        );
+    }
+    table
 }
 
 /// Entry point of test images: runs the selected cases and exits QEMU with the result.

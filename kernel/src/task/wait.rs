@@ -26,17 +26,23 @@ impl WaitQueue {
 
     /// Blocks the calling thread until `ready()` holds (checked first, then after every wake-up).
     pub fn wait_until(&self, mut ready: impl FnMut() -> bool) {
+        let me = sched::current();
         loop {
             {
                 let mut waiters = self.waiters.lock();
                 if ready() {
                     return;
                 }
-                let me = sched::current();
                 me.sched.lock().run = RunState::Blocked;
-                waiters.push_back(me);
+                waiters.push_back(me.clone());
             }
             sched::schedule();
+            // Woken by something other than this queue (a kill, a timer, an abort), the entry
+            // is still here: take it out, so the queue holds only waiting threads (and keeps no
+            // exited thread, its stack or its address space, alive).
+            self.waiters
+                .lock()
+                .retain(|waiter| !Arc::ptr_eq(waiter, &me));
             // A test's time budget may have run out while it waited.
             crate::arch::recover::abort_if_requested();
         }

@@ -47,6 +47,12 @@ pub trait InterruptController: Sync {
     fn init_cpu(&self);
     /// Configures and enables an interrupt, routed to the calling CPU.
     fn enable(&self, irq: IrqId, trigger: Trigger, priority: u8);
+    /// Enables again an interrupt `enable` configured, keeping its routing, trigger and
+    /// priority. Drivers that mask their interrupt while they handle it use this, not `enable`:
+    /// on GICv2 an edge that arrived while masked is pending for the CPU it was routed to, so
+    /// routing it to another CPU on the way would strand it.
+    fn unmask(&self, irq: IrqId);
+    /// Masks an interrupt (an edge arriving meanwhile stays pending).
     fn disable(&self, irq: IrqId);
     /// Acknowledges the highest-priority pending interrupt (None when spurious).
     fn acknowledge(&self) -> Option<Acknowledged>;

@@ -192,6 +192,10 @@ impl InterruptController for GicV2 {
         gicd.ISENABLER[(irq.0 / 32) as usize].set(1 << (irq.0 % 32));
     }
 
+    fn unmask(&self, irq: IrqId) {
+        self.gicd.ISENABLER[(irq.0 / 32) as usize].set(1 << (irq.0 % 32));
+    }
+
     fn disable(&self, irq: IrqId) {
         self.gicd.ICENABLER[(irq.0 / 32) as usize].set(1 << (irq.0 % 32));
     }

@@ -327,6 +327,15 @@ impl InterruptController for GicV3 {
         }
     }
 
+    fn unmask(&self, irq: IrqId) {
+        if irq.is_private() {
+            self.gicr().ISENABLER0.set(1 << irq.0);
+        } else {
+            self.gicd.ISENABLER[(irq.0 / 32) as usize].set(1 << (irq.0 % 32));
+            self.wait_for_rwp();
+        }
+    }
+
     fn disable(&self, irq: IrqId) {
         if irq.is_private() {
             self.gicr().ICENABLER0.set(1 << irq.0);

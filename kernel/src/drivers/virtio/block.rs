@@ -27,7 +27,7 @@ use virtio::{
 
 use super::hal::{CounterClock, FrameDma, MmioWindow, order_for};
 use crate::arch::cpu;
-use crate::drivers::gic::{DEFAULT_PRIORITY, IrqId, Trigger};
+use crate::drivers::gic::{IrqId, Trigger};
 use crate::mm::{self, PAGE_SIZE, PhysFrame, frame};
 use crate::sync::IrqSpinLock;
 use crate::task::WaitQueue;
@@ -411,7 +411,7 @@ impl Disk {
             if polled {
                 gic.disable(self.irq);
             } else {
-                gic.enable(self.irq, self.trigger, DEFAULT_PRIORITY);
+                gic.unmask(self.irq);
                 self.acknowledge_stale_interrupt();
             }
         }

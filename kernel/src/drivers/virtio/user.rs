@@ -34,7 +34,7 @@ use spin::Once;
 use virtio::{RegisterAccess, Transport};
 
 use super::hal::{MmioWindow, order_for};
-use crate::drivers::gic::{DEFAULT_PRIORITY, IrqId, Trigger};
+use crate::drivers::gic::{IrqId, Trigger};
 use crate::mm::aspace::SharedSpace;
 use crate::mm::{PAGE_SIZE, PhysFrame, frame};
 use crate::sync::IrqSpinLock;
@@ -285,7 +285,9 @@ impl UserDevice {
         }
         self.with_claim(owner, space, |_| Ok(()))?;
         if let Some(gic) = irq::controller() {
-            gic.enable(self.irq, self.trigger, DEFAULT_PRIORITY);
+            // Not `enable`: that would route it to this CPU and strand an edge pending for the
+            // CPU it was routed to.
+            gic.unmask(self.irq);
         }
         self.waiters
             .wait_until(|| self.interrupted.swap(false, Ordering::AcqRel) || cancelled());
