@@ -159,6 +159,33 @@ ktest! {
         Ok(())
     }
 
+    fn a_thread_keeps_its_user_space_across_sleeps_and_other_threads() -> TestResult {
+        use kernel::mm::aspace::{activate, copy_from_user, deactivate};
+        const ADDRESS: u64 = 0x40_0000;
+        /// Thread body: activates a space holding `value` at ADDRESS, sleeps, reads it back.
+        fn reader(value: usize) {
+            let Ok(space) = UserSpace::new() else { kernel::task::exit(-1) };
+            let bytes = (value as u64).to_le_bytes();
+            if space.lock().add_region_with_data(ADDRESS, PAGE_SIZE, MemoryAttributes::USER_DATA, &bytes).is_err() {
+                kernel::task::exit(-1);
+            }
+            activate(&space);
+            kernel::task::sleep_us(5_000);
+            let read = copy_from_user(ADDRESS, 8).map(|bytes| u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])));
+            deactivate();
+            kernel::task::exit(i64::from(read == Ok(value as u64)));
+        }
+        // Both on this CPU: the second activates its space while the first sleeps.
+        let cpu = kernel::arch::cpu::cpu_index();
+        let first = check_ok!(kernel::task::Builder::new("reader-1").pin(cpu).spawn(reader, 0x1111));
+        kernel::task::sleep_us(1_000);
+        let second = check_ok!(kernel::task::Builder::new("reader-2").pin(cpu).spawn(reader, 0x2222));
+        check_eq!(kernel::task::wait(first.id()), Some(1), "the first read its own space after sleeping");
+        check_eq!(kernel::task::wait(second.id()), Some(1));
+        check!(kernel::mm::aspace::active().is_none(), "this thread activated no space");
+        Ok(())
+    }
+
     fn user_regions_reject_bad_ranges() -> TestResult {
         use kernel::mm::aspace::SpaceError;
         let space = check_ok!(UserSpace::new());

@@ -9,7 +9,7 @@
 
 use super::kernel_space::KernelMemory;
 use super::{PAGE_SIZE, Page, PhysFrame, VirtAddr, frame, swap, vmscan};
-use crate::arch::cpu::{HardwareAccessFlags, MAX_CPUS, cpu_index, hardware_access_flags};
+use crate::arch::cpu::{HardwareAccessFlags, hardware_access_flags};
 use crate::arch::esr::{Esr, FaultStatus};
 use crate::arch::mmu::{self, Tlb};
 use crate::sync::IrqSpinLock;
@@ -565,30 +565,60 @@ impl Drop for UserSpace {
     }
 }
 
-/// The user address space each CPU runs.
-static ACTIVE: IrqSpinLock<[Option<SharedSpace>; MAX_CPUS]> =
-    IrqSpinLock::new([const { None }; MAX_CPUS]);
+/// A thread's user address space, with what installing it needs (fixed for the space's life),
+/// so that the scheduler installs it on every switch without taking the space's lock.
+pub struct ThreadSpace {
+    space: SharedSpace,
+    ttbr: u64,
+    asid: u16,
+}
 
-/// Makes `space` the user half of this CPU (TTBR0).
+/// Installs a thread's user half (TTBR0) on this CPU, or the empty one: the scheduler calls it
+/// with interrupts masked when it switches to the thread, so that a thread finds its own user
+/// memory at the same addresses whichever CPU it resumes on, also inside a system call that slept.
+pub fn install(space: Option<&ThreadSpace>) {
+    match space {
+        Some(space) => {
+            vmscan::note_ran(space.asid);
+            mmu::set_user_tables(space.ttbr);
+        }
+        None => mmu::set_user_tables(super::kernel_space::empty_user_ttbr()),
+    }
+}
+
+/// Makes `space` the calling thread's user half, from now on and on every CPU it runs on.
 pub fn activate(space: &SharedSpace) {
     let (ttbr, asid) = {
         let space = space.lock();
         (space.tables.ttbr(), space.asid.0)
     };
-    vmscan::note_ran(asid);
-    ACTIVE.lock()[cpu_index()] = Some(space.clone());
-    mmu::set_user_tables(ttbr);
+    let Some(thread) = crate::task::sched::current_opt() else {
+        return;
+    };
+    let mut slot = thread.space.lock();
+    let previous = slot.replace(ThreadSpace {
+        space: space.clone(),
+        ttbr,
+        asid,
+    });
+    install(slot.as_ref());
+    drop(slot);
+    // Dropped with the new tables installed (it may be the last reference).
+    drop(previous);
 }
 
-/// Leaves this CPU with an empty user half.
+/// Leaves the calling thread with an empty user half.
 pub fn deactivate() {
-    mmu::set_user_tables(super::kernel_space::empty_user_ttbr());
-    ACTIVE.lock()[cpu_index()] = None;
+    install(None);
+    let previous = crate::task::sched::current_opt().and_then(|thread| thread.space.lock().take());
+    drop(previous);
 }
 
-/// The user address space active on this CPU.
+/// The calling thread's user address space.
 pub fn active() -> Option<SharedSpace> {
-    ACTIVE.lock()[cpu_index()].clone()
+    let thread = crate::task::sched::current_opt()?;
+    let slot = thread.space.lock();
+    slot.as_ref().map(|space| space.space.clone())
 }
 
 /// Attempts a user copy makes: each one makes the range present, then copies; a page evicted

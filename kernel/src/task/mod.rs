@@ -110,6 +110,8 @@ pub struct Thread {
     pub(crate) user: Option<user::UserTask>,
     /// Its recovery points (`arch::recover`), current on whichever CPU runs it.
     pub(crate) recovery: RecoveryState,
+    /// Its user address space (`mm::aspace::activate`), installed on whichever CPU runs it.
+    pub(crate) space: IrqSpinLock<Option<crate::mm::aspace::ThreadSpace>>,
 }
 
 // SAFETY: `context` is only touched by the scheduler while switching to or from the thread,
@@ -275,6 +277,7 @@ impl Builder {
             detached: AtomicBool::new(false),
             user: self.user,
             recovery: RecoveryState::new(),
+            space: IrqSpinLock::new(None),
         });
         THREADS.lock().insert(thread.id, thread.clone());
         log::debug!(target: "sched", "thread {} `{}` created on cpu{cpu}", thread.id, thread.name);
@@ -324,6 +327,7 @@ fn special_thread(
         detached: AtomicBool::new(idle),
         user: None,
         recovery: RecoveryState::new(),
+        space: IrqSpinLock::new(None),
     });
     if !idle {
         THREADS.lock().insert(thread.id, thread.clone());

@@ -250,6 +250,7 @@ pub fn schedule() {
             // SAFETY: `next` stays alive as the queue's current thread until it is switched away
             // from, which makes another state current first.
             unsafe { crate::arch::recover::set_current(&next.recovery) };
+            crate::mm::aspace::install(next.space.lock().as_ref());
             *PREVIOUS[cpu].lock() = Some(previous);
             Some((save, load))
         }

@@ -222,7 +222,6 @@ fn run_task() -> i64 {
         if task.killed() {
             break;
         }
-        crate::mm::aspace::activate(&task.space);
         match run_user(context) {
             UserExit::SystemCall { .. } => {
                 task.syscalls.fetch_add(1, Ordering::Relaxed);
