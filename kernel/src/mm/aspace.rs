@@ -570,28 +570,20 @@ impl Drop for UserSpace {
 pub struct ThreadSpace {
     space: SharedSpace,
     ttbr: u64,
-    asid: u16,
 }
 
 /// Installs a thread's user half (TTBR0) on this CPU, or the empty one: the scheduler calls it
 /// with interrupts masked when it switches to the thread, so that a thread finds its own user
 /// memory at the same addresses whichever CPU it resumes on, also inside a system call that slept.
 pub fn install(space: Option<&ThreadSpace>) {
-    match space {
-        Some(space) => {
-            vmscan::note_ran(space.asid);
-            mmu::set_user_tables(space.ttbr);
-        }
-        None => mmu::set_user_tables(super::kernel_space::empty_user_ttbr()),
-    }
+    mmu::set_user_tables(
+        space.map_or_else(super::kernel_space::empty_user_ttbr, |space| space.ttbr),
+    );
 }
 
 /// Makes `space` the calling thread's user half, from now on and on every CPU it runs on.
 pub fn activate(space: &SharedSpace) {
-    let (ttbr, asid) = {
-        let space = space.lock();
-        (space.tables.ttbr(), space.asid.0)
-    };
+    let ttbr = space.lock().tables.ttbr();
     let Some(thread) = crate::task::sched::current_opt() else {
         return;
     };
@@ -599,7 +591,6 @@ pub fn activate(space: &SharedSpace) {
     let previous = slot.replace(ThreadSpace {
         space: space.clone(),
         ttbr,
-        asid,
     });
     install(slot.as_ref());
     drop(slot);

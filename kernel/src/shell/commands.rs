@@ -10,7 +10,7 @@ use core::fmt::Write;
 static COMMANDS: &[Command] = &[
     Command { name: "help", usage: "", help: "list the commands", run: help },
     Command { name: "mem", usage: "", help: "memory map, free/used frames, heap use", run: mem },
-    Command { name: "pt", usage: "VA", help: "walk the page tables for VA level by level", run: pt },
+    Command { name: "pt", usage: "VA [TASK]", help: "walk the page tables for VA level by level (user addresses: in TASK's space)", run: pt },
     Command { name: "dtb", usage: "[tree]", help: "machine summary from the devicetree; `tree` prints the whole tree", run: dtb },
     Command { name: "irq", usage: "", help: "interrupt controller and per-interrupt counts", run: irq },
     Command { name: "ps", usage: "", help: "threads and tasks: state, CPU, runtime, memory, faults", run: ps },
@@ -105,21 +105,33 @@ pub fn parse_number(text: &str) -> Result<u64, CommandError> {
 }
 
 fn pt(args: &[&str]) -> CommandResult {
-    let [va] = args else {
-        return Err(CommandError::new("usage: pt VA"));
+    let (va, task) = match args {
+        [va] => (va, None),
+        [va, task] => (va, Some(parse_number(task)?)),
+        _ => return Err(CommandError::new("usage: pt VA [TASK]")),
     };
     let va = crate::mm::VirtAddr::new(parse_number(va)?)
         .map_err(|err| CommandError::new(alloc::format!("{err}")))?;
-    let walk = match va.half() {
-        pagetable::Half::Kernel => crate::mm::kernel_space::walk(va),
-        pagetable::Half::User => match crate::mm::aspace::active() {
-            Some(space) => space.lock().tables().walk(va),
-            None => {
-                return Err(CommandError::new(
-                    "no user address space is active on this CPU",
-                ));
-            }
-        },
+    let walk = match (va.half(), task) {
+        (pagetable::Half::Kernel, None) => crate::mm::kernel_space::walk(va),
+        (pagetable::Half::Kernel, Some(_)) => {
+            return Err(CommandError::new(
+                "a kernel address has no task: leave TASK out",
+            ));
+        }
+        (pagetable::Half::User, None) => {
+            return Err(CommandError::new(
+                "a user address needs the TASK whose address space to walk (see `ps`)",
+            ));
+        }
+        (pagetable::Half::User, Some(id)) => {
+            let thread = crate::task::find(crate::task::ThreadId(id))
+                .ok_or_else(|| CommandError::new(alloc::format!("no task {id}")))?;
+            let task = thread.user().ok_or_else(|| {
+                CommandError::new(alloc::format!("thread {id} is a kernel thread"))
+            })?;
+            task.space.lock().tables().walk(va)
+        }
     };
     println!("{walk}");
     Ok(())

@@ -218,10 +218,14 @@ fn run_task() -> i64 {
         );
         return KILLED_BY_FAULT;
     }
+    let asid = task.space.lock().asid().0;
     loop {
         if task.killed() {
             break;
         }
+        // For MGLRU's walks: this space ran since the last one (a task that runs on without
+        // ever being switched out counts too).
+        crate::mm::vmscan::note_ran(asid);
         match run_user(context) {
             UserExit::SystemCall { .. } => {
                 task.syscalls.fetch_add(1, Ordering::Relaxed);

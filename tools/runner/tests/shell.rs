@@ -88,13 +88,20 @@ fn commands_on_the_command_line_run_and_power_off() {
 
 #[test]
 fn a_failing_command_makes_the_exit_status_one() {
-    let (code, text) = boot(&["bogus", ";", "pt", "nonsense"], b"");
+    let (code, text) = boot(
+        &[
+            "bogus", ";", "pt", "nonsense", ";", "pt", "0x400000", ";", "pt", "0x400000", "999",
+        ],
+        b"",
+    );
     assert_eq!(code, Some(1), "{text}");
     assert_contains(
         &text,
         &[
             "error: unknown command `bogus`",
             "error: pt: `nonsense` is not a number",
+            "error: pt: a user address needs the TASK",
+            "error: pt: no task 999",
         ],
     );
 }
