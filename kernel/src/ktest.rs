@@ -371,18 +371,11 @@ fn run_case(case: &'static TestCase) -> Outcome {
 
 /// One line per thread (id, name, state, CPU), to see what a case that ran out of time waits for.
 fn thread_table() -> String {
+    use fmt::Write as _;
     let mut table = String::new();
     for thread in crate::task::all() {
-        let _ = fmt::Write::write_fmt(
-            &mut table,
-            format_args!(
-                "\n  {:>4} {:<16} {:?} cpu{}",
-                thread.id(),
-                thread.name(),
-                thread.state(),
-                thread.cpu()
-            ),
-        );
+        let (id, name, state, cpu) = (thread.id(), thread.name(), thread.state(), thread.cpu());
+        let _ = write!(table, "\n  {id:>4} {name:<16} {state:?} cpu{cpu}");
     }
     table
 }

@@ -112,7 +112,12 @@ pub unsafe fn replace_kernel_tables(new_ttbr1: u64, empty_table: u64) {
 }
 
 /// Loads TTBR0 (user half) and makes it take effect. With ASIDs no invalidation is needed.
+/// The scheduler calls this on every switch, mostly with the value already loaded (between
+/// kernel threads, or back to the same task): then there is nothing to do.
 pub fn set_user_tables(ttbr0: u64) {
+    if TTBR0_EL1.get() == ttbr0 {
+        return;
+    }
     TTBR0_EL1.set(ttbr0);
     barrier::isb(barrier::SY);
 }
